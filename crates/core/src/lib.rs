@@ -1,0 +1,17 @@
+//! Herald's vocabulary, shared by every other crate: validated names, events, resume cursors,
+//! Server-Sent Events framing and the stable error codes of the public API.
+//!
+//! Nothing here performs I/O, so every rule of the wire format can be tested in isolation.
+
+pub mod cursor;
+pub mod error;
+pub mod event;
+pub mod names;
+pub mod sse;
+
+pub use cursor::{Cursor, CursorError, Epoch, Position};
+pub use error::ErrorCode;
+pub use event::{Event, EventData, InvalidData};
+pub use names::{
+    ApiKeySecret, ChannelName, Email, EventType, InvalidName, KeyId, Password, Scope, TenantSlug,
+};

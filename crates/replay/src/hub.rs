@@ -1,0 +1,238 @@
+//! The node's hub: one broadcast channel per channel that has local subscribers.
+//!
+//! An event reaches the hub once per node, is encoded into its SSE frame once, and the same
+//! [`Bytes`] go to every local subscriber, so a delivery costs a reference count, never a
+//! serialisation. Each channel's broadcast ring is the bound on what slow subscribers can hold
+//! in memory: a subscriber that falls behind it gets `Lagged` and catches up from the replay
+//! store after its own cursor instead of the hub buffering for it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use herald_core::{sse, Cursor, Event};
+use tokio::sync::broadcast;
+
+use crate::ChannelKey;
+
+/// What the hub sends a subscriber.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// The next event of the channel.
+    Event(LiveEvent),
+    /// Live delivery was interrupted (the broker's connection was lost and regained): events may
+    /// be missing, so the subscriber re-reads history after its own cursor.
+    Resync,
+}
+
+/// One event as every local subscriber receives it: its cursor and its encoded frame.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub cursor: Cursor,
+    frame: Bytes,
+    body_at: usize,
+}
+
+impl LiveEvent {
+    pub fn encode(cursor: Cursor, event: &Event) -> Self {
+        let id = cursor.to_string();
+        let frame = sse::event(Some(&id), &event.event_type, &event.data.rendered());
+        Self {
+            cursor,
+            frame,
+            body_at: "id: ".len() + id.len() + 1,
+        }
+    }
+
+    /// The whole frame, `id:` line included: what a one-channel stream writes.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// The frame without its `id:` line, for streams whose ids are their own.
+    pub fn body(&self) -> Bytes {
+        self.frame.slice(self.body_at..)
+    }
+}
+
+/// A local subscriber's place in a channel's fan-out.
+#[derive(Debug)]
+pub struct Subscription {
+    pub rx: broadcast::Receiver<Live>,
+    /// The channel's head when the subscription began: events at or before it were appended
+    /// before the subscriber joined. `None` when the channel had no event in its current life.
+    pub start: Option<Cursor>,
+    /// Whether events after `start` may have been appended before the node's own subscription to
+    /// the channel was confirmed; the subscriber then reads history after `start` once.
+    pub catch_up: bool,
+}
+
+struct Entry {
+    tx: broadcast::Sender<Live>,
+    /// The last event the hub passed on, or the head it was created with.
+    last: Option<Cursor>,
+    /// Whether `last` came from the live feed (so `rx` holds everything after it).
+    primed: bool,
+}
+
+/// The node's channels with local subscribers.
+pub struct Hub {
+    channels: Mutex<HashMap<ChannelKey, Entry>>,
+    capacity: usize,
+}
+
+impl Hub {
+    /// `capacity` is each channel's broadcast ring: how far a subscriber may fall behind before it
+    /// has to catch up from the replay store.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            channels: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, Entry>> {
+        // A panic while holding this lock leaves the map itself consistent; keep serving.
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Joins the channel if the hub already follows it.
+    pub fn join(&self, key: &ChannelKey) -> Option<Subscription> {
+        self.lock().get(key).map(Entry::subscription)
+    }
+
+    /// Joins the channel, creating its entry with `head` as its last known event when the hub
+    /// does not follow it yet. `exact` says that no event after `head` can be in flight (the
+    /// caller holds the channel's append lock); otherwise new subscribers catch up once.
+    pub fn join_or_create(
+        &self,
+        key: &ChannelKey,
+        head: Option<Cursor>,
+        exact: bool,
+    ) -> Subscription {
+        let mut channels = self.lock();
+        channels
+            .entry(key.clone())
+            .or_insert_with(|| Entry {
+                tx: broadcast::channel(self.capacity).0,
+                last: head,
+                primed: exact,
+            })
+            .subscription()
+    }
+
+    /// Whether the hub follows the channel (has an entry for it).
+    pub fn contains(&self, key: &ChannelKey) -> bool {
+        self.lock().contains_key(key)
+    }
+
+    /// Passes an event to the channel's local subscribers. Events of one channel must be passed in
+    /// append order, by one caller at a time.
+    pub fn publish(&self, key: &ChannelKey, event: LiveEvent) {
+        let tx = {
+            let mut channels = self.lock();
+            let Some(entry) = channels.get_mut(key) else {
+                return;
+            };
+            entry.last = Some(event.cursor);
+            entry.primed = true;
+            entry.tx.clone()
+        };
+        // Sent outside the lock: waking every subscriber is the slow part, and it must not hold
+        // up other channels. An error only means nobody is listening any more.
+        let _ = tx.send(Live::Event(event));
+    }
+
+    /// Tells every subscriber that live delivery was interrupted.
+    pub fn resync_all(&self) {
+        let senders: Vec<_> = self
+            .lock()
+            .values_mut()
+            .map(|e| {
+                e.primed = false;
+                e.tx.clone()
+            })
+            .collect();
+        for tx in senders {
+            let _ = tx.send(Live::Resync);
+        }
+    }
+
+    /// The channels the hub follows.
+    pub fn keys(&self) -> Vec<ChannelKey> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Forgets channels nobody listens to any more, and returns them.
+    pub fn sweep(&self) -> Vec<ChannelKey> {
+        let mut idle = Vec::new();
+        self.lock().retain(|key, e| {
+            let keep = e.tx.receiver_count() > 0;
+            if !keep {
+                idle.push(key.clone());
+            }
+            keep
+        });
+        idle
+    }
+
+    /// Local subscribers of a channel.
+    pub fn subscribers(&self, key: &ChannelKey) -> usize {
+        self.lock().get(key).map_or(0, |e| e.tx.receiver_count())
+    }
+}
+
+impl Entry {
+    fn subscription(&self) -> Subscription {
+        Subscription {
+            rx: self.tx.subscribe(),
+            start: self.last,
+            catch_up: !self.primed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::{ChannelName, Epoch, EventData, EventType, Position, TenantSlug};
+
+    fn key() -> ChannelKey {
+        ChannelKey::new(
+            TenantSlug::parse("acme").unwrap(),
+            ChannelName::parse("c").unwrap(),
+        )
+    }
+
+    fn event(n: u64) -> LiveEvent {
+        LiveEvent::encode(
+            Cursor::new(Epoch(1), Position::new(n, 0)),
+            &Event {
+                event_type: EventType::message(),
+                data: EventData::from_text("x"),
+            },
+        )
+    }
+
+    #[test]
+    fn frames_are_shared_and_bodies_drop_the_id() {
+        let e = event(5);
+        assert_eq!(&e.frame()[..], b"id: 1-5-0\ndata: x\n\n");
+        assert_eq!(&e.body()[..], b"data: x\n\n");
+    }
+
+    #[tokio::test]
+    async fn joiners_start_after_the_last_event_passed_on() {
+        let hub = Hub::new(16);
+        let mut first = hub.join_or_create(&key(), None, false);
+        assert!(first.catch_up);
+        hub.publish(&key(), event(1));
+        let second = hub.join(&key()).unwrap();
+        assert_eq!(second.start.unwrap().position, Position::new(1, 0));
+        assert!(!second.catch_up);
+        assert!(matches!(first.rx.recv().await, Ok(Live::Event(e)) if e.cursor.position.ms == 1));
+        drop((first, second));
+        assert_eq!(hub.sweep(), vec![key()]);
+        assert!(hub.join(&key()).is_none());
+    }
+}

@@ -1,0 +1,146 @@
+//! The broker: every channel's history, and the fan-out of new events to subscribers.
+//!
+//! [`Broker`] has two implementations with one behaviour: [`InProcessBroker`] for a single node
+//! (history in memory, lost on restart) and [`RedisBroker`] for a cluster (Redis Streams for
+//! history, pub/sub for fan-out). Both give every event a [`Cursor`] from which a subscriber can
+//! resume, and both detect cursors that can no longer be honoured (history trimmed, cursor from
+//! an earlier life of the history) so that the edge can tell the client instead of skipping.
+//!
+//! Fan-out goes through the node's [`hub`]: one broadcast channel per channel with local
+//! subscribers, carrying each event's SSE frame encoded once.
+
+pub mod hub;
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_core::{ChannelName, Cursor, Epoch, Event, Position, TenantSlug};
+
+pub use hub::{Live, LiveEvent, Subscription};
+pub use memory::InProcessBroker;
+pub use redis::{RedisBroker, RedisConfig};
+
+/// How much of a channel's history to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events kept at most (the newest ones).
+    pub max_len: u32,
+    /// Events older than this are dropped.
+    pub ttl: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_len: 100,
+            ttl: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// A channel of a tenant: the unit of history and fan-out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChannelKey {
+    pub tenant: TenantSlug,
+    pub channel: ChannelName,
+}
+
+impl ChannelKey {
+    pub fn new(tenant: TenantSlug, channel: ChannelName) -> Self {
+        Self { tenant, channel }
+    }
+}
+
+impl std::fmt::Display for ChannelKey {
+    /// `tenant/channel`: neither part can contain `/`, so the form is unambiguous.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.channel)
+    }
+}
+
+/// An event as the history holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub position: Position,
+    pub event: Event,
+}
+
+/// Why a reader could not simply continue after its cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gap {
+    /// Events after the cursor were dropped from the history (size or age).
+    HistoryTruncated,
+    /// The cursor cannot be placed in this history: ahead of its head, or from an earlier life.
+    InvalidCursor,
+}
+
+impl Gap {
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::HistoryTruncated => "history_truncated",
+            Self::InvalidCursor => "invalid_cursor",
+        }
+    }
+}
+
+/// One page of history after a cursor, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// The life of the history these positions belong to.
+    pub epoch: Epoch,
+    /// Set when the page does not continue directly after the requested cursor; the page then
+    /// starts at the oldest retained event.
+    pub gap: Option<Gap>,
+    pub events: Vec<StoredEvent>,
+}
+
+impl History {
+    pub fn cursor_of(&self, e: &StoredEvent) -> Cursor {
+        Cursor::new(self.epoch, e.position)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot be reached; the operation did not happen and may be retried.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker answered with something this version does not understand.
+    #[error("broker protocol error: {0}")]
+    Protocol(String),
+}
+
+/// The history and fan-out of every channel.
+///
+/// The ordering promise: an event [`Broker::append`] has returned for is in the history, and is
+/// delivered to every [`Subscription`] that existed when it was appended, in append order per
+/// channel. A subscriber that joins first and then reads history after its cursor therefore
+/// misses nothing and, dropping live events at or before the last one it read, sees none twice.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// Appends one event to the channel's history and announces it, atomically: either both
+    /// happen or neither does. Returns the event's cursor.
+    async fn append(
+        &self,
+        channel: &ChannelKey,
+        event: &Event,
+        retention: Retention,
+    ) -> Result<Cursor, BrokerError>;
+
+    /// Up to `limit` events after `after` (from the oldest retained event when `None`).
+    async fn read(
+        &self,
+        channel: &ChannelKey,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<History, BrokerError>;
+
+    /// Joins the node's hub for the channel. Resolves once every event appended from now on is
+    /// guaranteed to reach the returned subscription.
+    async fn subscribe(&self, channel: &ChannelKey) -> Result<Subscription, BrokerError>;
+
+    /// Whether the broker is reachable (for readiness checks).
+    async fn ping(&self) -> Result<(), BrokerError>;
+}

@@ -1,0 +1,293 @@
+//! The in-process broker: history in memory, fan-out through the node's hub. For one node only;
+//! history is lost on restart, which the random epoch of every start makes visible to clients.
+//!
+//! Each channel has its own lock, held while an event is appended *and* handed to the hub, and
+//! while a subscriber joins, so a joiner's start is exactly the channel's head: no event can be
+//! between the two.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use herald_core::{Cursor, Epoch, Event, Position};
+
+use crate::hub::{Hub, LiveEvent, Subscription};
+use crate::{Broker, BrokerError, ChannelKey, Gap, History, Retention, StoredEvent};
+
+/// Each channel's broadcast ring: how many events a subscriber may fall behind live delivery
+/// before it catches up from history.
+const HUB_CAPACITY: usize = 1024;
+
+/// A single-node broker that keeps every channel's history in memory.
+pub struct InProcessBroker {
+    epoch: Epoch,
+    channels: Mutex<HashMap<ChannelKey, Arc<Mutex<ChannelState>>>>,
+    hub: Hub,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    events: VecDeque<StoredEvent>,
+    /// The newest position ever appended in this life.
+    head: Option<Position>,
+    /// The newest position dropped by trimming: a cursor before it has missed events.
+    trimmed: Option<Position>,
+    retention: Retention,
+}
+
+impl InProcessBroker {
+    /// A broker with a fresh epoch; also starts a background sweep that drops channels whose
+    /// history has expired and that nobody follows.
+    pub fn new() -> Arc<Self> {
+        let broker = Arc::new(Self {
+            epoch: Epoch::random(),
+            channels: Mutex::default(),
+            hub: Hub::new(HUB_CAPACITY),
+        });
+        tokio::spawn(sweep(Arc::downgrade(&broker)));
+        broker
+    }
+
+    fn channel(&self, key: &ChannelKey) -> Arc<Mutex<ChannelState>> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.entry(key.clone()).or_default().clone()
+    }
+
+    fn existing(&self, key: &ChannelKey) -> Option<Arc<Mutex<ChannelState>>> {
+        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.get(key).cloned()
+    }
+
+    fn sweep_once(&self) {
+        self.hub.sweep();
+        let now = now_ms();
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.retain(|key, state| {
+            let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+            state.expire(now);
+            !state.events.is_empty() || self.hub.contains(key)
+        });
+    }
+}
+
+async fn sweep(broker: Weak<InProcessBroker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match broker.upgrade() {
+            Some(broker) => broker.sweep_once(),
+            None => return,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl ChannelState {
+    fn next_position(&self, now: u64) -> Position {
+        match self.head {
+            Some(head) if head.ms >= now => Position::new(head.ms, head.seq + 1),
+            _ => Position::new(now, 0),
+        }
+    }
+
+    fn drop_front(&mut self) {
+        if let Some(e) = self.events.pop_front() {
+            self.trimmed = Some(e.position);
+        }
+    }
+
+    fn expire(&mut self, now: u64) {
+        let ttl = self.retention.ttl.as_millis() as u64;
+        while self
+            .events
+            .front()
+            .is_some_and(|e| e.position.ms.saturating_add(ttl) < now)
+        {
+            self.drop_front();
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for InProcessBroker {
+    async fn append(
+        &self,
+        key: &ChannelKey,
+        event: &Event,
+        retention: Retention,
+    ) -> Result<Cursor, BrokerError> {
+        let channel = self.channel(key);
+        let mut state = channel.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let position = state.next_position(now);
+        state.retention = retention;
+        state.head = Some(position);
+        state.events.push_back(StoredEvent {
+            position,
+            event: event.clone(),
+        });
+        while state.events.len() > retention.max_len as usize {
+            state.drop_front();
+        }
+        state.expire(now);
+        let cursor = Cursor::new(self.epoch, position);
+        // Still under the channel's lock, so the hub sees this channel's events in order.
+        self.hub.publish(key, LiveEvent::encode(cursor, event));
+        Ok(cursor)
+    }
+
+    async fn read(
+        &self,
+        key: &ChannelKey,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<History, BrokerError> {
+        let page = |state: Option<&ChannelState>, after: Option<Position>, gap| {
+            let events = state
+                .into_iter()
+                .flat_map(|s| s.events.iter())
+                .filter(|e| after.is_none_or(|a| e.position > a))
+                .take(limit)
+                .cloned()
+                .collect();
+            History {
+                epoch: self.epoch,
+                gap,
+                events,
+            }
+        };
+        let Some(channel) = self.existing(key) else {
+            // Nothing retained. A cursor of this life points into history that has all expired.
+            let gap = after.map(|c| {
+                if c.epoch == self.epoch {
+                    Gap::HistoryTruncated
+                } else {
+                    Gap::InvalidCursor
+                }
+            });
+            return Ok(page(None, None, gap));
+        };
+        let mut state = channel.lock().unwrap_or_else(|e| e.into_inner());
+        state.expire(now_ms());
+        let Some(after) = after else {
+            return Ok(page(Some(&state), None, None));
+        };
+        let placeable =
+            after.epoch == self.epoch && state.head.is_some_and(|h| after.position <= h);
+        if !placeable {
+            return Ok(page(Some(&state), None, Some(Gap::InvalidCursor)));
+        }
+        if state.trimmed.is_some_and(|t| after.position < t) {
+            return Ok(page(Some(&state), None, Some(Gap::HistoryTruncated)));
+        }
+        Ok(page(Some(&state), Some(after.position), None))
+    }
+
+    async fn subscribe(&self, key: &ChannelKey) -> Result<Subscription, BrokerError> {
+        let channel = self.channel(key);
+        let state = channel.lock().unwrap_or_else(|e| e.into_inner());
+        let head = state.head.map(|p| Cursor::new(self.epoch, p));
+        Ok(self.hub.join_or_create(key, head, true))
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Live;
+    use herald_core::{ChannelName, EventData, EventType, TenantSlug};
+
+    fn key() -> ChannelKey {
+        ChannelKey::new(
+            TenantSlug::parse("acme").unwrap(),
+            ChannelName::parse("c").unwrap(),
+        )
+    }
+
+    fn ev(n: u64) -> Event {
+        Event {
+            event_type: EventType::message(),
+            data: EventData::from_value(&n.into()),
+        }
+    }
+
+    fn retention(max_len: u32) -> Retention {
+        Retention {
+            max_len,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[tokio::test]
+    async fn resume_reads_exactly_what_follows_the_cursor() {
+        let b = InProcessBroker::new();
+        let mut cursors = Vec::new();
+        for n in 0..5 {
+            cursors.push(b.append(&key(), &ev(n), retention(10)).await.unwrap());
+        }
+        assert!(cursors.windows(2).all(|w| w[0].position < w[1].position));
+        let h = b.read(&key(), Some(cursors[1]), 100).await.unwrap();
+        assert_eq!(h.gap, None);
+        assert_eq!(h.events.len(), 3);
+        assert_eq!(h.events[0].event, ev(2));
+        assert!(b
+            .read(&key(), Some(cursors[4]), 100)
+            .await
+            .unwrap()
+            .events
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn trimmed_and_foreign_cursors_are_gaps() {
+        let b = InProcessBroker::new();
+        let first = b.append(&key(), &ev(0), retention(2)).await.unwrap();
+        let second = b.append(&key(), &ev(1), retention(2)).await.unwrap();
+        for n in 2..4 {
+            b.append(&key(), &ev(n), retention(2)).await.unwrap();
+        }
+        let h = b.read(&key(), Some(first), 100).await.unwrap();
+        assert_eq!(h.gap, Some(Gap::HistoryTruncated));
+        assert_eq!(h.events.len(), 2);
+        // The cursor of the last trimmed event missed nothing but what is retained... it missed
+        // nothing that is gone, so it is no gap.
+        let h = b.read(&key(), Some(second), 100).await.unwrap();
+        assert_eq!(h.gap, None);
+        let other_life = Cursor::new(Epoch(b.epoch.0.wrapping_add(1)), second.position);
+        assert_eq!(
+            b.read(&key(), Some(other_life), 100).await.unwrap().gap,
+            Some(Gap::InvalidCursor)
+        );
+        let ahead = Cursor::new(b.epoch, Position::new(u64::MAX, 0));
+        let h = b.read(&key(), Some(ahead), 100).await.unwrap();
+        assert_eq!((h.gap, h.events.len()), (Some(Gap::InvalidCursor), 2));
+    }
+
+    #[tokio::test]
+    async fn subscribers_start_at_the_head_and_receive_in_order() {
+        let b = InProcessBroker::new();
+        let before = b.append(&key(), &ev(0), retention(10)).await.unwrap();
+        let mut sub = b.subscribe(&key()).await.unwrap();
+        assert_eq!(sub.start, Some(before));
+        assert!(!sub.catch_up);
+        let c1 = b.append(&key(), &ev(1), retention(10)).await.unwrap();
+        let c2 = b.append(&key(), &ev(2), retention(10)).await.unwrap();
+        for want in [c1, c2] {
+            match sub.rx.recv().await.unwrap() {
+                Live::Event(e) => assert_eq!(e.cursor, want),
+                Live::Resync => panic!("unexpected resync"),
+            }
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! The Redis broker: one stream per channel for history, pub/sub for fan-out.
+//!
+//! Keys are `<prefix>:{<tenant>/<channel>}:s` (the stream) and `…:m` (its meta hash: `epoch`,
+//! `last`, `trimmed`, `ttl`), hash-tagged so a channel's keys live on one Redis Cluster shard.
+//! Announcements go to `<prefix>:ev:<tenant>/<channel>`.
+//!
+//! Appending is one Lua script, so an event is either stored *and* announced, or neither. The
+//! script also trims the stream itself (by length and by age) so that it can record the newest
+//! id it dropped: with that, a cursor is placed exactly — continuous, truncated, or unknown —
+//! without guessing from `MAXLEN ~`. The `epoch` is drawn when the meta hash is first written; if
+//! Redis loses the data, the next append starts a new life with a new epoch.
+//!
+//! Each process holds one pub/sub connection, subscribed to every channel that has a local
+//! subscriber, driven by a single task ([`PubSubActor`]) so subscribes, unsubscribes and
+//! reconnects never race one another. When that connection drops, live subscribers are told to
+//! [`Live::Resync`](crate::Live::Resync) from history once it is back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use herald_core::{Cursor, Epoch, Event, EventData, EventType, Position};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
+use redis::{Script, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::hub::{Hub, LiveEvent, Subscription};
+use crate::{Broker, BrokerError, ChannelKey, Gap, History, Retention, StoredEvent};
+
+const HUB_CAPACITY: usize = 1024;
+/// How long a command may take before the broker counts as unavailable.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the meta hash outlives the last event of a quiet channel, so that old cursors are
+/// still told "truncated" rather than "unknown".
+const META_GRACE_SECS: u64 = 7 * 86_400;
+
+/// Where the broker keeps its data.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Every key and pub/sub channel starts with `<prefix>:`.
+    pub prefix: String,
+}
+
+/// A broker on Redis, shared by every edge process of a cluster.
+pub struct RedisBroker {
+    con: ConnectionManager,
+    prefix: String,
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+}
+
+struct Shared {
+    hub: Hub,
+    /// Whether the pub/sub connection is up; new subscriptions are refused while it is not.
+    up: AtomicBool,
+}
+
+enum Command {
+    Subscribe {
+        key: ChannelKey,
+        head: Option<Cursor>,
+        reply: oneshot::Sender<Subscription>,
+    },
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+impl RedisBroker {
+    /// Connects, checks that Redis answers, and starts the pub/sub task. Fails within about ten
+    /// seconds when Redis cannot be reached.
+    pub async fn connect(config: RedisConfig) -> Result<Arc<Self>, BrokerError> {
+        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let mut con = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.get_connection_manager_with_config(manager),
+        )
+        .await
+        .map_err(|_| unavailable("timed out connecting"))?
+        .map_err(unavailable)?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let pubsub = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
+            .await
+            .map_err(|_| unavailable("timed out connecting"))?
+            .map_err(unavailable)?;
+
+        let shared = Arc::new(Shared {
+            hub: Hub::new(HUB_CAPACITY),
+            up: AtomicBool::new(true),
+        });
+        let (commands, rx) = mpsc::channel(1024);
+        let actor = PubSubActor {
+            client,
+            shared: shared.clone(),
+            prefix: config.prefix.clone(),
+            commands: rx,
+            subscribed: HashMap::new(),
+        };
+        tokio::spawn(actor.run(pubsub.split()));
+        Ok(Arc::new(Self {
+            con,
+            prefix: config.prefix,
+            shared,
+            commands,
+        }))
+    }
+
+    fn keys(&self, key: &ChannelKey) -> (String, String) {
+        let base = format!("{}:{{{key}}}", self.prefix);
+        (format!("{base}:s"), format!("{base}:m"))
+    }
+
+    /// The channel's newest cursor, read before subscribing so a joiner knows where live starts.
+    async fn head(&self, key: &ChannelKey) -> Result<Option<Cursor>, BrokerError> {
+        let (_, meta) = self.keys(key);
+        let (epoch, last): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(&meta)
+            .arg("epoch")
+            .arg("last")
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(match (epoch, last) {
+            (Some(e), Some(l)) => Some(Cursor::new(parse_epoch(&e)?, parse_id(&l)?)),
+            _ => None,
+        })
+    }
+}
+
+fn pubsub_name(prefix: &str, key: &ChannelKey) -> String {
+    format!("{prefix}:ev:{key}")
+}
+
+fn parse_epoch(s: &str) -> Result<Epoch, BrokerError> {
+    s.parse()
+        .map(Epoch)
+        .map_err(|_| BrokerError::Protocol(format!("bad epoch {s:?}")))
+}
+
+fn parse_id(s: &str) -> Result<Position, BrokerError> {
+    Position::from_stream_id(s).ok_or_else(|| BrokerError::Protocol(format!("bad stream id {s:?}")))
+}
+
+/// Lua helpers shared by both scripts. Stream ids are compared numerically; milliseconds fit a
+/// Lua number (a double) exactly.
+const LUA_COMMON: &str = r#"
+local function id_parts(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function id_lt(a, b)
+  local am, as = id_parts(a)
+  local bm, bs = id_parts(b)
+  return am < bm or (am == bm and as < bs)
+end
+-- Drops entries older than ttl_ms before now_ms; returns the newest dropped id, or nil.
+local function trim_age(stream, ttl_ms, now_ms)
+  local minid = string.format('%.0f', now_ms - ttl_ms) .. '-0'
+  local old = redis.call('XREVRANGE', stream, '(' .. minid, '-', 'COUNT', 1)
+  if #old == 0 then return nil end
+  redis.call('XTRIM', stream, 'MINID', minid)
+  return old[1][1]
+end
+"#;
+
+/// KEYS: stream, meta. ARGV: announce channel, max_len, ttl_ms, fresh epoch, event type, data,
+/// stream expiry (s), meta expiry (s). Returns {epoch, id}.
+const LUA_APPEND: &str = r#"
+local stream, meta = KEYS[1], KEYS[2]
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  -- A stream without its meta belongs to no known life: start the new life empty.
+  epoch = ARGV[4]
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'epoch', epoch)
+end
+local id = redis.call('XADD', stream, '*', 'e', ARGV[5], 'd', ARGV[6])
+local trimmed = nil
+local max_len = tonumber(ARGV[2])
+local len = redis.call('XLEN', stream)
+if len > max_len then
+  local dropped = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - max_len)
+  trimmed = dropped[#dropped][1]
+  redis.call('XTRIM', stream, 'MAXLEN', max_len)
+end
+local ms = id_parts(id)
+trimmed = trim_age(stream, tonumber(ARGV[3]), ms) or trimmed
+if trimmed then redis.call('HSET', meta, 'trimmed', trimmed) end
+redis.call('HSET', meta, 'last', id, 'ttl', ARGV[3])
+redis.call('EXPIRE', stream, ARGV[7])
+redis.call('EXPIRE', meta, ARGV[8])
+redis.call('PUBLISH', ARGV[1], epoch .. '\n' .. id .. '\n' .. ARGV[5] .. '\n' .. ARGV[6])
+return {epoch, id}
+"#;
+
+/// KEYS: stream, meta. ARGV: after id ('' for the start), the cursor's epoch, limit.
+/// Returns {epoch or '', gap ('' | 'truncated' | 'invalid'), entries}.
+const LUA_READ: &str = r#"
+local stream, meta = KEYS[1], KEYS[2]
+local m = redis.call('HMGET', meta, 'epoch', 'last', 'trimmed', 'ttl')
+local epoch, last, trimmed, ttl = m[1], m[2], m[3], m[4]
+local from, gap = ARGV[1], ''
+if not epoch then
+  if from ~= '' then gap = 'invalid' end
+  return {'', gap, {}}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local aged = trim_age(stream, tonumber(ttl), now)
+if aged then
+  trimmed = aged
+  redis.call('HSET', meta, 'trimmed', aged)
+end
+if redis.call('EXISTS', stream) == 0 then trimmed = last end
+if from ~= '' then
+  if ARGV[2] ~= epoch or id_lt(last, from) then
+    gap, from = 'invalid', ''
+  elseif trimmed and id_lt(from, trimmed) then
+    gap, from = 'truncated', ''
+  end
+end
+local entries
+if from == '' then
+  entries = redis.call('XRANGE', stream, '-', '+', 'COUNT', ARGV[3])
+else
+  entries = redis.call('XRANGE', stream, '(' .. from, '+', 'COUNT', ARGV[3])
+end
+return {epoch, gap, entries}
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{LUA_COMMON}{body}"))
+}
+
+static APPEND: LazyLock<Script> = LazyLock::new(|| script(LUA_APPEND));
+static READ: LazyLock<Script> = LazyLock::new(|| script(LUA_READ));
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn append(
+        &self,
+        key: &ChannelKey,
+        event: &Event,
+        retention: Retention,
+    ) -> Result<Cursor, BrokerError> {
+        let (stream, meta) = self.keys(key);
+        let ttl_secs = retention.ttl.as_secs().max(1);
+        let (epoch, id): (String, String) = APPEND
+            .key(&stream)
+            .key(&meta)
+            .arg(pubsub_name(&self.prefix, key))
+            .arg(retention.max_len.max(1))
+            .arg(retention.ttl.as_millis() as u64)
+            .arg(Epoch::random().0)
+            .arg(event.event_type.as_str())
+            .arg(event.data.as_json())
+            .arg(ttl_secs)
+            .arg(ttl_secs + META_GRACE_SECS)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(Cursor::new(parse_epoch(&epoch)?, parse_id(&id)?))
+    }
+
+    async fn read(
+        &self,
+        key: &ChannelKey,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<History, BrokerError> {
+        let (stream, meta) = self.keys(key);
+        let (epoch, gap, entries): (String, String, Vec<Value>) = READ
+            .key(&stream)
+            .key(&meta)
+            .arg(after.map(|c| c.position.to_string()).unwrap_or_default())
+            .arg(after.map(|c| c.epoch.0.to_string()).unwrap_or_default())
+            .arg(limit.max(1))
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        let gap = match gap.as_str() {
+            "" => None,
+            "truncated" => Some(Gap::HistoryTruncated),
+            "invalid" => Some(Gap::InvalidCursor),
+            other => return Err(BrokerError::Protocol(format!("unknown gap {other:?}"))),
+        };
+        // Without a life there is nothing retained, and the epoch names nothing.
+        let epoch = if epoch.is_empty() {
+            Epoch(0)
+        } else {
+            parse_epoch(&epoch)?
+        };
+        let events = entries
+            .into_iter()
+            .map(parse_entry)
+            .collect::<Result<_, _>>()?;
+        Ok(History { epoch, gap, events })
+    }
+
+    async fn subscribe(&self, key: &ChannelKey) -> Result<Subscription, BrokerError> {
+        if let Some(sub) = self.shared.hub.join(key) {
+            return Ok(sub);
+        }
+        if !self.shared.up.load(Ordering::Acquire) {
+            return Err(unavailable("pub/sub connection is down"));
+        }
+        let head = self.head(key).await?;
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Subscribe {
+            key: key.clone(),
+            head,
+            reply,
+        };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| unavailable("pub/sub task stopped"))?;
+        tokio::time::timeout(COMMAND_TIMEOUT, rx)
+            .await
+            .map_err(|_| unavailable("timed out subscribing"))?
+            .map_err(|_| unavailable("pub/sub connection is down"))
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        redis::cmd("PING")
+            .query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        if self.shared.up.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(unavailable("pub/sub connection is down"))
+        }
+    }
+}
+
+/// One XRANGE entry: `[id, [field, value, ...]]` with fields `e` (type) and `d` (data JSON).
+fn parse_entry(v: Value) -> Result<StoredEvent, BrokerError> {
+    let bad = || BrokerError::Protocol("malformed stream entry".into());
+    let Value::Array(mut parts) = v else {
+        return Err(bad());
+    };
+    if parts.len() != 2 {
+        return Err(bad());
+    }
+    let fields = parts.pop().ok_or_else(bad)?;
+    let id: String = redis::from_redis_value(parts.pop().ok_or_else(bad)?).map_err(|_| bad())?;
+    let fields: HashMap<String, String> = redis::from_redis_value(fields).map_err(|_| bad())?;
+    let event_type = EventType::parse_any(fields.get("e").ok_or_else(bad)?).map_err(|_| bad())?;
+    let data =
+        EventData::from_stored(fields.get("d").ok_or_else(bad)?.clone()).map_err(|_| bad())?;
+    Ok(StoredEvent {
+        position: parse_id(&id)?,
+        event: Event { event_type, data },
+    })
+}
+
+/// An announcement: `epoch \n id \n type \n data`.
+fn parse_announcement(payload: &[u8]) -> Option<(Cursor, Event)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut parts = text.splitn(4, '\n');
+    let epoch = parse_epoch(parts.next()?).ok()?;
+    let position = parse_id(parts.next()?).ok()?;
+    let event_type = EventType::parse_any(parts.next()?).ok()?;
+    let data = EventData::from_stored(parts.next()?.to_owned()).ok()?;
+    Some((Cursor::new(epoch, position), Event { event_type, data }))
+}
+
+/// The one task that owns the pub/sub connection.
+struct PubSubActor {
+    client: redis::Client,
+    shared: Arc<Shared>,
+    prefix: String,
+    commands: mpsc::Receiver<Command>,
+    /// Channels subscribed on the current connection, by announce name.
+    subscribed: HashMap<String, ChannelKey>,
+}
+
+impl PubSubActor {
+    async fn run(mut self, first: (PubSubSink, PubSubStream)) {
+        let mut connection = Some(first);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let (sink, stream) = match connection.take() {
+                Some(c) => c,
+                None => match self.reconnect().await {
+                    Some(c) => {
+                        backoff = Duration::from_millis(100);
+                        c
+                    }
+                    None => {
+                        self.refuse_pending();
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                },
+            };
+            self.shared.up.store(true, Ordering::Release);
+            if self.serve(sink, stream).await.is_break() {
+                return;
+            }
+            self.shared.up.store(false, Ordering::Release);
+            tracing::warn!("redis pub/sub connection lost; reconnecting");
+        }
+    }
+
+    /// Connects again and restores every subscription the hub still needs; subscribers then
+    /// resync from history, since announcements may have been lost meanwhile.
+    async fn reconnect(&mut self) -> Option<(PubSubSink, PubSubStream)> {
+        let pubsub = tokio::time::timeout(COMMAND_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .ok()?
+            .ok()?;
+        let (mut sink, stream) = pubsub.split();
+        self.subscribed.clear();
+        let keys = self.shared.hub.keys();
+        if !keys.is_empty() {
+            let names: Vec<String> = keys.iter().map(|k| pubsub_name(&self.prefix, k)).collect();
+            tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&names))
+                .await
+                .ok()?
+                .ok()?;
+            self.subscribed.extend(names.into_iter().zip(keys));
+        }
+        tracing::info!(
+            channels = self.subscribed.len(),
+            "redis pub/sub reconnected"
+        );
+        self.shared.hub.resync_all();
+        Some((sink, stream))
+    }
+
+    /// Answers queued subscribes while the connection is down: dropping the reply tells the
+    /// caller the broker is unavailable.
+    fn refuse_pending(&mut self) {
+        while let Ok(Command::Subscribe { .. }) = self.commands.try_recv() {}
+    }
+
+    async fn serve(
+        &mut self,
+        mut sink: PubSubSink,
+        mut stream: PubSubStream,
+    ) -> std::ops::ControlFlow<()> {
+        let mut sweep = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { return std::ops::ControlFlow::Continue(()) };
+                    self.announce(msg.get_channel_name(), msg.get_payload_bytes());
+                }
+                command = self.commands.recv() => {
+                    let Some(command) = command else { return std::ops::ControlFlow::Break(()) };
+                    if self.subscribe(&mut sink, command).await.is_err() {
+                        return std::ops::ControlFlow::Continue(());
+                    }
+                }
+                _ = sweep.tick() => {
+                    let idle: Vec<String> = self
+                        .shared
+                        .hub
+                        .sweep()
+                        .iter()
+                        .map(|k| pubsub_name(&self.prefix, k))
+                        .filter(|name| self.subscribed.remove(name).is_some())
+                        .collect();
+                    if !idle.is_empty()
+                        && tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&idle)).await.is_err()
+                    {
+                        return std::ops::ControlFlow::Continue(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes the channels of this and every other queued command in one round trip, then
+    /// joins each caller to the hub: after the subscription is confirmed, and before any
+    /// further announcement is read, so none can fall between the two.
+    async fn subscribe(
+        &mut self,
+        sink: &mut PubSubSink,
+        first: Command,
+    ) -> Result<(), BrokerError> {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match self.commands.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut names = Vec::new();
+        for Command::Subscribe { key, .. } in &batch {
+            let name = pubsub_name(&self.prefix, key);
+            if !self.subscribed.contains_key(&name) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if !names.is_empty() {
+            tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(&names))
+                .await
+                .map_err(unavailable)?
+                .map_err(unavailable)?;
+        }
+        for Command::Subscribe { key, head, reply } in batch {
+            self.subscribed
+                .insert(pubsub_name(&self.prefix, &key), key.clone());
+            let _ = reply.send(self.shared.hub.join_or_create(&key, head, false));
+        }
+        Ok(())
+    }
+
+    fn announce(&self, name: &str, payload: &[u8]) {
+        let Some(key) = self.subscribed.get(name) else {
+            return;
+        };
+        match parse_announcement(payload) {
+            Some((cursor, event)) => self
+                .shared
+                .hub
+                .publish(key, LiveEvent::encode(cursor, &event)),
+            None => tracing::warn!(channel = %key, "unreadable announcement ignored"),
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The broker contract, checked on both implementations: the in-process broker and Redis
+//! (`HERALD_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`), each test in its own key space.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::{ChannelName, Cursor, Epoch, Event, EventData, EventType, Position, TenantSlug};
+use herald_replay::{
+    Broker, ChannelKey, Gap, InProcessBroker, Live, RedisBroker, RedisConfig, Retention,
+};
+
+fn redis_url() -> String {
+    std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A Redis key space of its own, deleted when the test ends.
+struct Space {
+    prefix: String,
+}
+
+impl Space {
+    /// Deletes every key of the space.
+    fn wipe(&self) {
+        assert!(self.prefix.starts_with("herald-test-"));
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut con) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut con)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut con);
+        }
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+async fn redis() -> (Arc<RedisBroker>, Space) {
+    let prefix = format!("herald-test-{:016x}", rand::random::<u64>());
+    let broker = RedisBroker::connect(RedisConfig {
+        url: redis_url(),
+        prefix: prefix.clone(),
+    })
+    .await
+    .expect("Redis must be reachable for the broker tests");
+    (broker, Space { prefix })
+}
+
+fn key(channel: &str) -> ChannelKey {
+    ChannelKey::new(
+        TenantSlug::parse("acme").unwrap(),
+        ChannelName::parse(channel).unwrap(),
+    )
+}
+
+fn ev(n: u64) -> Event {
+    Event {
+        event_type: EventType::parse("n").unwrap(),
+        data: EventData::from_value(&n.into()),
+    }
+}
+
+fn keep(max_len: u32) -> Retention {
+    Retention {
+        max_len,
+        ttl: Duration::from_secs(3600),
+    }
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod in_process {
+            $(#[tokio::test] async fn $name() { super::$name(super::InProcessBroker::new()).await })*
+        }
+        mod on_redis {
+            $(#[tokio::test] async fn $name() { let (b, _space) = super::redis().await; super::$name(b).await })*
+        }
+    };
+}
+
+on_both!(
+    resume_reads_exactly_the_missed_events,
+    trimming_is_a_truncation_gap_only_when_something_was_lost,
+    unknown_and_ahead_cursors_are_invalid,
+    live_events_follow_append_order_after_the_start,
+    channels_and_tenants_are_separate,
+    pages_continue_where_they_stop,
+);
+
+async fn resume_reads_exactly_the_missed_events(b: Arc<impl Broker>) {
+    let mut cursors = Vec::new();
+    for n in 0..10 {
+        cursors.push(b.append(&key("c"), &ev(n), keep(100)).await.unwrap());
+    }
+    assert!(cursors.windows(2).all(|w| w[0].position < w[1].position));
+    let h = b.read(&key("c"), Some(cursors[3]), 100).await.unwrap();
+    assert_eq!(h.gap, None);
+    let got: Vec<_> = h.events.iter().map(|e| e.event.clone()).collect();
+    assert_eq!(got, (4..10).map(ev).collect::<Vec<_>>());
+    assert_eq!(h.cursor_of(&h.events[0]), cursors[4]);
+    let h = b.read(&key("c"), Some(cursors[9]), 100).await.unwrap();
+    assert!(h.events.is_empty() && h.gap.is_none());
+    let h = b.read(&key("c"), None, 100).await.unwrap();
+    assert_eq!(h.events.len(), 10);
+}
+
+async fn trimming_is_a_truncation_gap_only_when_something_was_lost(b: Arc<impl Broker>) {
+    let mut cursors = Vec::new();
+    for n in 0..8 {
+        cursors.push(b.append(&key("c"), &ev(n), keep(3)).await.unwrap());
+    }
+    // 5, 6, 7 are retained; 4 is the newest dropped.
+    let h = b.read(&key("c"), Some(cursors[1]), 100).await.unwrap();
+    assert_eq!(h.gap, Some(Gap::HistoryTruncated));
+    assert_eq!(
+        h.events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        vec![ev(5), ev(6), ev(7)]
+    );
+    let h = b.read(&key("c"), Some(cursors[4]), 100).await.unwrap();
+    assert_eq!(h.gap, None, "the reader of event 4 lost nothing");
+    assert_eq!(h.events.len(), 3);
+}
+
+async fn unknown_and_ahead_cursors_are_invalid(b: Arc<impl Broker>) {
+    let c = b.append(&key("c"), &ev(0), keep(10)).await.unwrap();
+    let other_life = Cursor::new(Epoch(c.epoch.0.wrapping_add(1)), c.position);
+    let h = b.read(&key("c"), Some(other_life), 100).await.unwrap();
+    assert_eq!((h.gap, h.events.len()), (Some(Gap::InvalidCursor), 1));
+    let ahead = Cursor::new(c.epoch, Position::new(c.position.ms + 1_000_000, 0));
+    let h = b.read(&key("c"), Some(ahead), 100).await.unwrap();
+    assert_eq!((h.gap, h.events.len()), (Some(Gap::InvalidCursor), 1));
+    let h = b.read(&key("never-used"), Some(c), 100).await.unwrap();
+    assert!(h.gap.is_some() && h.events.is_empty());
+}
+
+async fn live_events_follow_append_order_after_the_start(b: Arc<impl Broker>) {
+    let before = b.append(&key("c"), &ev(0), keep(100)).await.unwrap();
+    let mut sub = b.subscribe(&key("c")).await.unwrap();
+    assert_eq!(sub.start, Some(before));
+    let mut appended = Vec::new();
+    for n in 1..=50 {
+        appended.push(b.append(&key("c"), &ev(n), keep(100)).await.unwrap());
+    }
+    for want in appended {
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.rx.recv())
+            .await
+            .expect("live event in time")
+            .unwrap();
+        match got {
+            Live::Event(e) => assert_eq!(e.cursor, want),
+            Live::Resync => panic!("unexpected resync"),
+        }
+    }
+}
+
+async fn channels_and_tenants_are_separate(b: Arc<impl Broker>) {
+    let other_tenant = ChannelKey::new(
+        TenantSlug::parse("other").unwrap(),
+        ChannelName::parse("c").unwrap(),
+    );
+    b.append(&key("c"), &ev(1), keep(10)).await.unwrap();
+    b.append(&key("d"), &ev(2), keep(10)).await.unwrap();
+    b.append(&other_tenant, &ev(3), keep(10)).await.unwrap();
+    let h = b.read(&key("c"), None, 10).await.unwrap();
+    assert_eq!(
+        h.events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        vec![ev(1)]
+    );
+    let h = b.read(&other_tenant, None, 10).await.unwrap();
+    assert_eq!(
+        h.events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        vec![ev(3)]
+    );
+}
+
+async fn pages_continue_where_they_stop(b: Arc<impl Broker>) {
+    let first = b.append(&key("c"), &ev(0), keep(100)).await.unwrap();
+    for n in 1..25 {
+        b.append(&key("c"), &ev(n), keep(100)).await.unwrap();
+    }
+    let mut after = first;
+    let mut seen = vec![ev(0)];
+    loop {
+        let h = b.read(&key("c"), Some(after), 7).await.unwrap();
+        assert_eq!(h.gap, None);
+        seen.extend(h.events.iter().map(|e| e.event.clone()));
+        match h.events.last() {
+            Some(last) => after = h.cursor_of(last),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..25).map(ev).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn redis_data_loss_starts_a_new_life() {
+    let (b, space) = redis().await;
+    let old = b.append(&key("c"), &ev(0), keep(10)).await.unwrap();
+    // Lose everything, as a Redis restart without persistence would.
+    space.wipe();
+    let new = b.append(&key("c"), &ev(1), keep(10)).await.unwrap();
+    assert_ne!(old.epoch, new.epoch);
+    let h = b.read(&key("c"), Some(old), 10).await.unwrap();
+    assert_eq!(h.gap, Some(Gap::InvalidCursor));
+    assert_eq!(
+        h.events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        vec![ev(1)]
+    );
+}
