@@ -159,8 +159,19 @@ mod tests {
     #[test]
     fn garbage_is_unreadable() {
         for bad in [
-            "", "-", "a-b", "a-b-c-d", "A-1-1", "1-1-", "01-1-1", "1- 1-1", "1-1-+1",
-            "zzzzzzzzzzzzzz-1-1", "zzzzzzz-1-1", "1-3w5e11264sgsg-0", "😀-1-1",
+            "",
+            "-",
+            "a-b",
+            "a-b-c-d",
+            "A-1-1",
+            "1-1-",
+            "01-1-1",
+            "1- 1-1",
+            "1-1-+1",
+            "zzzzzzzzzzzzzz-1-1",
+            "zzzzzzz-1-1",
+            "1-3w5e11264sgsg-0",
+            "😀-1-1",
         ] {
             assert_eq!(Cursor::parse(bad), Err(CursorError), "{bad:?}");
         }
@@ -170,7 +181,10 @@ mod tests {
     fn positions_order_like_stream_ids() {
         assert!(Position::new(1, 9) < Position::new(2, 0));
         assert!(Position::new(2, 0) < Position::new(2, 1));
-        assert_eq!(Position::from_stream_id("1700000000000-3"), Some(Position::new(1_700_000_000_000, 3)));
+        assert_eq!(
+            Position::from_stream_id("1700000000000-3"),
+            Some(Position::new(1_700_000_000_000, 3))
+        );
         assert_eq!(Position::from_stream_id("17-x"), None);
         assert_eq!(Position::new(5, 6).to_string(), "5-6");
     }

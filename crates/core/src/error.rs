@@ -114,7 +114,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
             let s = code.as_str();
-            assert!(s.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'), "{s}");
+            assert!(
+                s.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
+                "{s}"
+            );
             assert!(seen.insert(s), "{s} twice");
             assert!((400..600).contains(&code.status()));
         }

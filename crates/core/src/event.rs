@@ -30,8 +30,7 @@ impl EventData {
     /// Data from raw JSON text, re-serialised compactly so that stored and streamed forms never
     /// carry the publisher's whitespace.
     pub fn from_raw(raw: &RawValue) -> Result<Self, InvalidData> {
-        let value: serde_json::Value =
-            serde_json::from_str(raw.get()).map_err(|_| InvalidData)?;
+        let value: serde_json::Value = serde_json::from_str(raw.get()).map_err(|_| InvalidData)?;
         Ok(Self::from_value(&value))
     }
 
@@ -80,7 +79,10 @@ mod tests {
             r#"{"a":[1,2],"b":null}"#
         );
         assert_eq!(EventData::from_value(&json!(null)).rendered(), "null");
-        assert_eq!(EventData::from_text("plain \"text\"").rendered(), "plain \"text\"");
+        assert_eq!(
+            EventData::from_text("plain \"text\"").rendered(),
+            "plain \"text\""
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod error;
 pub mod event;
 pub mod names;
+pub mod problem;
 pub mod sse;
 
 pub use cursor::{Cursor, CursorError, Epoch, Position};
@@ -15,3 +16,4 @@ pub use event::{Event, EventData, InvalidData};
 pub use names::{
     ApiKeySecret, ChannelName, Email, EventType, InvalidName, KeyId, Password, Scope, TenantSlug,
 };
+pub use problem::Problem;

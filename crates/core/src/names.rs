@@ -103,6 +103,15 @@ string_newtype!(
 impl ChannelName {
     pub const MAX_LEN: usize = 128;
 
+    /// Whether a channel pattern grants this channel: the same name, or a prefix followed by
+    /// `*` as the pattern's last character (`team:7:*`).
+    pub fn matches(&self, pattern: &str) -> bool {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => self.0.starts_with(prefix),
+            None => self.0 == pattern,
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
         const WHAT: &str = "channel name";
         if s.is_empty() || s.len() > Self::MAX_LEN {
@@ -258,7 +267,10 @@ impl Email {
         if valid {
             Ok(Self(s))
         } else {
-            Err(InvalidName::new("email", "must be an address like name@example.com"))
+            Err(InvalidName::new(
+                "email",
+                "must be an address like name@example.com",
+            ))
         }
     }
 
@@ -283,7 +295,10 @@ impl Password {
 
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
         if s.chars().count() < Self::MIN_CHARS {
-            return Err(InvalidName::new("password", "must be at least 10 characters"));
+            return Err(InvalidName::new(
+                "password",
+                "must be at least 10 characters",
+            ));
         }
         if s.len() > Self::MAX_BYTES {
             return Err(InvalidName::new("password", "must be at most 1024 bytes"));
@@ -325,7 +340,10 @@ impl Scope {
             "publish" => Ok(Self::Publish),
             "subscribe" => Ok(Self::Subscribe),
             "admin" => Ok(Self::Admin),
-            _ => Err(InvalidName::new("scope", "must be publish, subscribe or admin")),
+            _ => Err(InvalidName::new(
+                "scope",
+                "must be publish, subscribe or admin",
+            )),
         }
     }
 }
@@ -340,7 +358,16 @@ mod tests {
             assert!(TenantSlug::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "ab", "-ab", "ab-", "Abc", "a_b", "a.b", "ab c", &"a".repeat(41), "é12",
+            "",
+            "ab",
+            "-ab",
+            "ab-",
+            "Abc",
+            "a_b",
+            "a.b",
+            "ab c",
+            &"a".repeat(41),
+            "é12",
         ] {
             assert!(TenantSlug::parse(bad).is_err(), "{bad}");
         }
@@ -348,12 +375,39 @@ mod tests {
 
     #[test]
     fn channel_names_follow_the_rule() {
-        for ok in ["a", "orders", "user:42", "team.7_x-y", "notifications@42", &"c".repeat(128)] {
+        for ok in [
+            "a",
+            "orders",
+            "user:42",
+            "team.7_x-y",
+            "notifications@42",
+            &"c".repeat(128),
+        ] {
             assert!(ChannelName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a b", "a/b", "a*", "ü", "a\nb", &"c".repeat(129), "a%20"] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "a*",
+            "ü",
+            "a\nb",
+            &"c".repeat(129),
+            "a%20",
+        ] {
             assert!(ChannelName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn channel_patterns_match_exactly_or_by_trailing_wildcard() {
+        let c = ChannelName::parse("team:7:chat").unwrap();
+        assert!(c.matches("team:7:chat"));
+        assert!(c.matches("team:7:*"));
+        assert!(c.matches("*"));
+        assert!(!c.matches("team:7"));
+        assert!(!c.matches("team:8:*"));
+        assert!(!c.matches("team:*:chat"));
     }
 
     #[test]
@@ -370,14 +424,20 @@ mod tests {
 
     #[test]
     fn emails_and_passwords() {
-        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
         for bad in ["", "ann", "@x", "ann@", "a b@x", "a@b@c"] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
         assert!(Password::parse("123456789").is_err());
         assert!(Password::parse("1234567890").is_ok());
         assert!(Password::parse(&"p".repeat(1025)).is_err());
-        assert_eq!(format!("{:?}", Password::parse("secret-secret").unwrap()), "Password(…)");
+        assert_eq!(
+            format!("{:?}", Password::parse("secret-secret").unwrap()),
+            "Password(…)"
+        );
         assert_eq!(Scope::parse("publish"), Ok(Scope::Publish));
         assert!(Scope::parse("root").is_err());
     }

@@ -99,7 +99,11 @@ mod tests {
                     data.pop();
                     out.push(Parsed {
                         id: last_id.clone(),
-                        event: if event.is_empty() { "message".into() } else { event.clone() },
+                        event: if event.is_empty() {
+                            "message".into()
+                        } else {
+                            event.clone()
+                        },
                         data: std::mem::take(&mut data),
                     });
                 }
@@ -145,7 +149,11 @@ mod tests {
         let (events, _) = parse(text(&f));
         assert_eq!(
             events,
-            vec![Parsed { id: Some("c9".into()), event: "t".into(), data: evil.replace('\r', "\n") }]
+            vec![Parsed {
+                id: Some("c9".into()),
+                event: "t".into(),
+                data: evil.replace('\r', "\n")
+            }]
         );
     }
 

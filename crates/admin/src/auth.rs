@@ -1,0 +1,176 @@
+//! Who is asking: a session cookie or an admin API key, and the CSRF rule for cookies.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use herald_core::{ApiKeySecret, ErrorCode, Scope, TenantSlug};
+use herald_edge::ApiError;
+use herald_store::{Account, Membership, Role, Tenant};
+
+use crate::{store_error, AdminState};
+
+pub const COOKIE: &str = "herald_session";
+
+/// The caller of a tenant-scoped endpoint.
+pub enum Caller {
+    /// A person, through their session.
+    Account(Account),
+    /// A script, through an API key with the `admin` scope, limited to the key's own tenant.
+    AdminKey(TenantSlug),
+}
+
+impl FromRequestParts<AdminState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
+        if let Some(token) = bearer(&parts.headers) {
+            let secret = ApiKeySecret::parse(token)
+                .map_err(|_| ApiError::unauthorized("malformed API key"))?;
+            let key = state
+                .store
+                .api_key_auth(&secret.key_id())
+                .await
+                .map_err(store_error)?
+                .filter(|k| k.verify(&secret) && k.revoked_at.is_none())
+                .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+            if !key.scopes.contains(&Scope::Admin) {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "this API key lacks the `admin` scope",
+                ));
+            }
+            return Ok(Caller::AdminKey(key.tenant_slug));
+        }
+        Session::from_request_parts(parts, state)
+            .await
+            .map(|s| Caller::Account(s.account))
+    }
+}
+
+impl Caller {
+    /// The tenant the caller addresses, with the caller's role in it. Unknown tenants and
+    /// tenants the caller does not belong to are both 404, so neither reveals the other.
+    pub async fn tenant(&self, state: &AdminState, slug: &str) -> Result<Membership, ApiError> {
+        let not_found = || ApiError::new(ErrorCode::NotFound, "no such tenant");
+        let slug = TenantSlug::parse(slug).map_err(|_| not_found())?;
+        let membership = match self {
+            Caller::Account(account) => state
+                .store
+                .membership(account.id, &slug)
+                .await
+                .map_err(store_error)?,
+            Caller::AdminKey(own) if *own == slug => state
+                .store
+                .tenant_by_slug(&slug)
+                .await
+                .map_err(store_error)?
+                .map(|tenant: Tenant| Membership {
+                    tenant,
+                    role: Role::Admin,
+                }),
+            Caller::AdminKey(_) => None,
+        };
+        membership.ok_or_else(not_found)
+    }
+}
+
+/// A person's live session. Extracting it also enforces the CSRF rule.
+pub struct Session {
+    pub account: Account,
+    pub token: String,
+}
+
+impl FromRequestParts<AdminState> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
+        let token = session_cookie(&parts.headers)
+            .ok_or_else(|| ApiError::unauthorized("log in first (or use an admin API key)"))?;
+        check_origin(&parts.method, &parts.headers, state)?;
+        let account = state
+            .store
+            .session_account(&token, state.config.session_ttl)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
+        Ok(Session { account, token })
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// A state-changing request that a browser could send on its own must come from our origin:
+/// `Origin`, or without one `Referer`, must name the public URL's origin.
+pub fn check_origin(
+    method: &Method,
+    headers: &HeaderMap,
+    state: &AdminState,
+) -> Result<(), ApiError> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let expected = state.config.public_origin.as_str();
+    let same = match headers.get(header::ORIGIN) {
+        Some(origin) => origin.as_bytes() == expected.as_bytes(),
+        None => headers
+            .get(header::REFERER)
+            .and_then(|r| r.to_str().ok())
+            .is_some_and(|r| r == expected || r.starts_with(&format!("{expected}/"))),
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::CsrfRejected,
+            "cross-site request refused: Origin must be this service's own",
+        ))
+    }
+}
+
+/// Sign-up and login are not cookie-authenticated, but a browser on another site must not be
+/// able to log a person into an account of the attacker's choosing: an `Origin` that is sent
+/// must be ours. Scripts send none.
+pub fn check_foreign_origin(headers: &HeaderMap, state: &AdminState) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN) {
+        Some(o) if o.as_bytes() != state.config.public_origin.as_bytes() => Err(ApiError::new(
+            ErrorCode::CsrfRejected,
+            "cross-site request refused: Origin must be this service's own",
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn set_cookie(state: &AdminState, token: &str) -> HeaderValue {
+    let secure = if state.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let max_age = state.config.session_ttl.as_secs();
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .expect("session tokens are base64url")
+}
+
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("herald_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}

@@ -1,0 +1,151 @@
+//! Command line and environment: every setting is a flag and an environment variable, and the
+//! flag wins. Global flags may stand before or after the subcommand.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about = "Herald: hosted Server-Sent Events")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Everything on one listener: admin API and edge (the default).
+    Serve,
+    /// Only the edge routes (/v1, health); scale these horizontally.
+    Edge,
+    /// Only the admin API (/api, health).
+    Admin,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "HERALD_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Control-plane database: postgres://... or sqlite://path (created if missing).
+    #[arg(
+        long,
+        env = "HERALD_DATABASE_URL",
+        default_value = "sqlite://herald-data/herald.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Redis for history and fan-out across processes; without it, an in-process broker (single node).
+    #[arg(long, env = "HERALD_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// Every Redis key and pub/sub channel starts with this.
+    #[arg(
+        long,
+        env = "HERALD_REDIS_PREFIX",
+        default_value = "herald",
+        global = true
+    )]
+    pub redis_prefix: String,
+
+    /// The URL people and browsers use; defaults to http://<listen>.
+    #[arg(long, env = "HERALD_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// Seconds without an event before a stream gets a keepalive comment.
+    #[arg(
+        long,
+        env = "HERALD_HEARTBEAT_SECS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub heartbeat_secs: u64,
+
+    /// The reconnection delay streams announce with `retry:`, in milliseconds.
+    #[arg(long, env = "HERALD_RETRY_MS", default_value_t = 2000, global = true)]
+    pub retry_ms: u64,
+
+    /// Seconds a draining process waits for in-flight work after SIGTERM.
+    #[arg(long, env = "HERALD_DRAIN_SECS", default_value_t = 10, global = true)]
+    pub drain_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// `scheme://host[:port]` of the public URL, as browsers send it in `Origin`.
+    pub fn public_origin(&self) -> String {
+        let url = self.public_url();
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.split('/').next().unwrap_or(rest);
+                format!("{scheme}://{host}")
+            }
+            None => url,
+        }
+    }
+
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_flags_may_follow_the_subcommand() {
+        let cli = Cli::parse_from([
+            "herald",
+            "edge",
+            "--listen",
+            "127.0.0.1:9000",
+            "--retry-ms",
+            "5",
+        ]);
+        assert_eq!(cli.command, Some(Command::Edge));
+        assert_eq!(cli.config.listen.port(), 9000);
+        assert_eq!(cli.config.retry_ms, 5);
+        let cli = Cli::parse_from(["herald", "--heartbeat-secs", "3"]);
+        assert_eq!(cli.command, None);
+        assert_eq!(cli.config.heartbeat_secs, 3);
+    }
+
+    #[test]
+    fn the_public_origin_drops_the_path() {
+        let mut cli = Cli::parse_from(["herald"]);
+        assert_eq!(cli.config.public_origin(), "http://127.0.0.1:8080");
+        cli.config.public_url = Some("https://sse.example.com/base/".into());
+        assert_eq!(cli.config.public_url(), "https://sse.example.com/base");
+        assert_eq!(cli.config.public_origin(), "https://sse.example.com");
+    }
+}

@@ -1,0 +1,183 @@
+//! The `herald` binary as a library: configuration, telemetry, and the wiring of the edge and
+//! admin routers into one server. Tests build an [`App`] on port 0 and talk to it over loopback.
+
+pub mod config;
+pub mod telemetry;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use herald_admin::{AdminConfig, AdminState};
+use herald_core::ErrorCode;
+use herald_edge::{ApiError, ControlView, EdgeConfig, EdgeState};
+use herald_replay::{Broker, InProcessBroker, RedisBroker, RedisConfig};
+use herald_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Cli, Command, Config};
+
+/// The largest request body any route accepts.
+const BODY_LIMIT: usize = 1024 * 1024;
+/// How long a session lives without use.
+const SESSION_TTL: Duration = Duration::from_secs(14 * 86_400);
+
+/// Which routes a process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Admin API and edge on one listener.
+    All,
+    Edge,
+    Admin,
+}
+
+/// A bound, ready-to-run server.
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    drain: Duration,
+    store: Store,
+}
+
+#[derive(Clone)]
+struct Health {
+    store: Store,
+    broker: Arc<dyn Broker>,
+}
+
+impl App {
+    /// Connects to the database and the broker (failing within about ten seconds, naming the
+    /// URL, when either is unreachable), migrates when the role serves the admin API, and binds.
+    pub async fn build(config: &Config, role: Role) -> anyhow::Result<App> {
+        let store = Store::connect(&config.database_url).await?;
+        if role != Role::Edge {
+            store
+                .migrate()
+                .await
+                .context("cannot migrate the database")?;
+        }
+        let broker: Arc<dyn Broker> = match &config.redis_url {
+            Some(url) => RedisBroker::connect(RedisConfig {
+                url: url.clone(),
+                prefix: config.redis_prefix.clone(),
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to Redis at {}",
+                    herald_store::redact_url(url)
+                )
+            })?,
+            None => InProcessBroker::new(),
+        };
+        let shutdown = CancellationToken::new();
+        let view = Arc::new(ControlView::new(store.clone()));
+        let edge = EdgeState::new(
+            broker.clone(),
+            view.clone(),
+            EdgeConfig {
+                heartbeat: Duration::from_secs(config.heartbeat_secs.max(1)),
+                retry_ms: config.retry_ms,
+            },
+            shutdown.clone(),
+        );
+        let admin = AdminState::new(
+            store.clone(),
+            view,
+            AdminConfig {
+                public_origin: config.public_origin(),
+                session_ttl: SESSION_TTL,
+            },
+        );
+        let mut router = Router::new();
+        if role != Role::Admin {
+            router = router.merge(herald_edge::router(edge));
+        }
+        if role != Role::Edge {
+            router = router.merge(herald_admin::router(admin));
+        }
+        let health = Health {
+            store: store.clone(),
+            broker,
+        };
+        let router = router
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(ready).with_state(health))
+            .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") })
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(telemetry::layer());
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(App {
+            listener,
+            router,
+            shutdown,
+            drain: config.drain(),
+            store,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Cancelling this token starts the drain: no new connections, every stream ends cleanly,
+    /// in-flight requests finish, and [`App::run`] returns within the drain timeout.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let App {
+            listener,
+            router,
+            shutdown,
+            drain,
+            store,
+        } = self;
+        let signal = shutdown.clone();
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { signal.cancelled().await })
+            .into_future();
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result.context("server error")?,
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(drain).await;
+            } => tracing::warn!("drain timeout reached; closing remaining connections"),
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+async fn ready(State(health): State<Health>) -> Response {
+    let store = health.store.ping().await;
+    let broker = health.broker.ping().await;
+    match (store, broker) {
+        (Ok(()), Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        (store, broker) => {
+            if let Err(e) = store {
+                tracing::warn!(error = %e, "readiness: database unreachable");
+            }
+            if let Err(e) = broker {
+                tracing::warn!(error = %e, "readiness: broker unreachable");
+            }
+            ApiError::new(ErrorCode::Unavailable, "database or broker unreachable").into_response()
+        }
+    }
+}

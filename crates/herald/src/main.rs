@@ -1,0 +1,77 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use herald::{App, Cli, Command, Role};
+use herald_store::Store;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    herald::telemetry::init(cli.config.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    let role = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => Role::All,
+        Command::Edge => Role::Edge,
+        Command::Admin => Role::Admin,
+        Command::Migrate => {
+            let store = Store::connect(&config.database_url).await?;
+            store
+                .migrate()
+                .await
+                .context("cannot migrate the database")?;
+            store.close().await;
+            println!("migrations applied");
+            return Ok(());
+        }
+    };
+    let app = App::build(&config, role).await?;
+    let base = match &config.public_url {
+        Some(_) => config.public_url(),
+        None => format!("http://{}", app.local_addr()),
+    };
+    if role != Role::Edge {
+        println!("herald admin: {base}/api/v1");
+    }
+    if role != Role::Admin {
+        println!("herald edge:  {base}/v1/<tenant>/channels/<channel>/events");
+    }
+    let shutdown = app.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining connections");
+        shutdown.cancel();
+    });
+    app.run().await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

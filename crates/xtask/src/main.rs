@@ -1,0 +1,67 @@
+//! `cargo xtask`: Herald's developer and CI automation.
+//!
+//! One small binary with no dependencies beyond std and anyhow, so a cold CI runner compiles it in
+//! seconds, before the workspace itself. `main` only dispatches: each subcommand lives in its own
+//! module, and adding one (`bench`, `openapi`) means a module and a line in `main` and in `USAGE`.
+
+mod cmd;
+mod postgres;
+mod redis;
+mod services;
+mod test;
+mod url;
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+const USAGE: &str = "\
+Usage: cargo xtask <COMMAND>
+
+Commands:
+  test    Run every check and test of the project, as CI does: fmt, clippy, build, then the
+          whole test suite against real Postgres and Redis (private instances are started
+          when none answers)
+
+Environment:
+  HERALD_TEST_DATABASE_URL  a Postgres that allows CREATE DATABASE
+                            (default postgres://postgres@127.0.0.1:5432/postgres)
+  HERALD_TEST_REDIS_URL     a Redis (default redis://127.0.0.1:6379)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["test"] => test::run(),
+        // Hidden: brings Postgres and Redis up exactly as `test` does, prints them and stops them
+        // again, so the probe and private-instance paths can be checked without the whole suite.
+        ["services"] => services::run(),
+        ["help" | "--help" | "-h"] => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: this crate lives in `<root>/crates/xtask`.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/xtask is two levels below the workspace root")
+        .to_path_buf()
+}

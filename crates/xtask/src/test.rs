@@ -1,0 +1,87 @@
+//! `cargo xtask test`: every check and test of the project, the same locally and in CI.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{ensure, Result};
+
+use crate::{
+    cmd::{self, say},
+    services::Services,
+};
+
+/// Tells the black-box tests which server binary to spawn.
+const HERALD_BIN_VAR: &str = "HERALD_TEST_BIN";
+
+/// Runs the steps in order and stops at the first that fails; the test step itself runs every test
+/// before reporting. Services come first, so that a machine that cannot run the tests says so
+/// before the long compile steps rather than after.
+pub fn run() -> Result<()> {
+    let root = crate::workspace_root();
+    let services = Services::ensure()?;
+
+    cmd::run(cargo(&root).args(["fmt", "--all", "--", "--check"]))?;
+    cmd::run(cargo(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    cmd::run(cargo(&root).args(["build", "-p", "herald"]))?;
+    let herald_bin = herald_bin(&root);
+    ensure!(
+        herald_bin.is_file(),
+        "`cargo build -p herald` succeeded, but there is no {}; is the target directory set \
+         somewhere other than CARGO_TARGET_DIR?",
+        herald_bin.display()
+    );
+
+    let with_env = |mut cmd: Command| {
+        cmd.envs(services.env()).env(HERALD_BIN_VAR, &herald_bin);
+        cmd
+    };
+    if nextest_installed(&root) {
+        let mut tests = cargo(&root);
+        tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        // nextest does not run doctests, so they get a step of their own; it runs even when
+        // the tests fail, so that one run reports every failure.
+        let mut doctests = cargo(&root);
+        doctests.args(["test", "--workspace", "--doc", "--no-fail-fast"]);
+        let tests = cmd::run(&mut with_env(tests));
+        let doctests = cmd::run(&mut with_env(doctests));
+        tests.and(doctests)
+    } else {
+        say("cargo-nextest is not installed (`cargo install cargo-nextest`); using cargo test");
+        let mut tests = cargo(&root);
+        tests.args(["test", "--workspace", "--no-fail-fast"]);
+        cmd::run(&mut with_env(tests))
+    }
+}
+
+/// `cargo`, run from the workspace root. `$CARGO` is the cargo that runs xtask, so every step uses
+/// the same toolchain even when several are installed.
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+fn nextest_installed(root: &Path) -> bool {
+    cmd::succeeds(cargo(root).args(["nextest", "--version"]))
+}
+
+/// Where `cargo build -p herald` puts the binary.
+fn herald_bin(root: &Path) -> PathBuf {
+    let target = match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir), // `join` keeps an absolute `dir` as it is
+        _ => root.join("target"),
+    };
+    target
+        .join("debug")
+        .join(format!("herald{}", env::consts::EXE_SUFFIX))
+}
