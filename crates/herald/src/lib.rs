@@ -14,6 +14,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use herald_admin::{AdminConfig, AdminState};
 use herald_core::ErrorCode;
@@ -41,6 +42,7 @@ pub enum Role {
 
 /// A bound, ready-to-run server.
 pub struct App {
+    public_url: String,
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
@@ -58,6 +60,14 @@ impl App {
     /// Connects to the database and the broker (failing within about ten seconds, naming the
     /// URL, when either is unreachable), migrates when the role serves the admin API, and binds.
     pub async fn build(config: &Config, role: Role) -> anyhow::Result<App> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        // With port 0 the public URL can only be known once bound.
+        let mut config = config.clone();
+        if config.public_url.is_none() {
+            config.public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
         let store = Store::connect(&config.database_url).await?;
         if role != Role::Edge {
             store
@@ -115,16 +125,19 @@ impl App {
             .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") })
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(telemetry::layer());
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(App {
+            public_url: config.public_url(),
             listener,
             router,
             shutdown,
             drain: config.drain(),
             store,
         })
+    }
+
+    /// The URL people and browsers use.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -142,6 +155,7 @@ impl App {
     /// Serves until the shutdown token is cancelled, then drains.
     pub async fn run(self) -> anyhow::Result<()> {
         let App {
+            public_url: _,
             listener,
             router,
             shutdown,
@@ -149,6 +163,13 @@ impl App {
             store,
         } = self;
         let signal = shutdown.clone();
+        // Every event must leave at once: without TCP_NODELAY, Nagle holds a second small frame
+        // until the client's delayed ACK (~40 ms). Frames are coalesced by us, not the kernel.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(async move { signal.cancelled().await })
             .into_future();

@@ -36,10 +36,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let app = App::build(&config, role).await?;
-    let base = match &config.public_url {
-        Some(_) => config.public_url(),
-        None => format!("http://{}", app.local_addr()),
-    };
+    let base = app.public_url().to_owned();
     if role != Role::Edge {
         println!("herald admin: {base}/api/v1");
     }
