@@ -1,5 +1,6 @@
 //! Black-box tests of the edge (`/v1`), each run on both backends.
 
+mod faults;
 mod publish;
 mod replay;
 mod wire;

@@ -91,6 +91,7 @@ pub async fn signup(
         .await
         .map_err(store_error)?;
     tracing::info!(account = account.id.0, tenant = %tenant.slug, "signed up");
+    state.view.forget_tenant(&tenant.slug);
     let me = Me {
         tenants: vec![TenantView::new(tenant, herald_store::Role::Owner)],
         account,

@@ -71,6 +71,7 @@ pub async fn create(
         .await
         .map_err(store_error)?;
     tracing::info!(account = session.account.id.0, tenant = %tenant.slug, "tenant created");
+    state.view.forget_tenant(&tenant.slug);
     Ok((
         StatusCode::CREATED,
         axum::Json(TenantView::new(tenant, Role::Owner)),

@@ -1,5 +1,6 @@
 //! The in-process broker: history in memory, fan-out through the node's hub. For one node only;
-//! history is lost on restart, which the random epoch of every start makes visible to clients.
+//! history is lost on restart. Each channel's history draws a random epoch when it begins, so a
+//! cursor from before a restart (or from another channel) is never placed in this history.
 //!
 //! Each channel has its own lock, held while an event is appended *and* handed to the hub, and
 //! while a subscriber joins, so a joiner's start is exactly the channel's head: no event can be
@@ -21,13 +22,12 @@ const HUB_CAPACITY: usize = 1024;
 
 /// A single-node broker that keeps every channel's history in memory.
 pub struct InProcessBroker {
-    epoch: Epoch,
     channels: Mutex<HashMap<ChannelKey, Arc<Mutex<ChannelState>>>>,
     hub: Hub,
 }
 
-#[derive(Default)]
 struct ChannelState {
+    epoch: Epoch,
     events: VecDeque<StoredEvent>,
     /// The newest position ever appended in this life.
     head: Option<Position>,
@@ -41,7 +41,6 @@ impl InProcessBroker {
     /// history has expired and that nobody follows.
     pub fn new() -> Arc<Self> {
         let broker = Arc::new(Self {
-            epoch: Epoch::random(),
             channels: Mutex::default(),
             hub: Hub::new(HUB_CAPACITY),
         });
@@ -51,7 +50,10 @@ impl InProcessBroker {
 
     fn channel(&self, key: &ChannelKey) -> Arc<Mutex<ChannelState>> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        channels.entry(key.clone()).or_default().clone()
+        channels
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(ChannelState::new())))
+            .clone()
     }
 
     fn existing(&self, key: &ChannelKey) -> Option<Arc<Mutex<ChannelState>>> {
@@ -90,6 +92,16 @@ fn now_ms() -> u64 {
 }
 
 impl ChannelState {
+    fn new() -> Self {
+        Self {
+            epoch: Epoch::random(),
+            events: VecDeque::new(),
+            head: None,
+            trimmed: None,
+            retention: Retention::default(),
+        }
+    }
+
     fn next_position(&self, now: u64) -> Position {
         match self.head {
             Some(head) if head.ms >= now => Position::new(head.ms, head.seq + 1),
@@ -137,7 +149,7 @@ impl Broker for InProcessBroker {
             state.drop_front();
         }
         state.expire(now);
-        let cursor = Cursor::new(self.epoch, position);
+        let cursor = Cursor::new(state.epoch, position);
         // Still under the channel's lock, so the hub sees this channel's events in order.
         self.hub.publish(key, LiveEvent::encode(cursor, event));
         Ok(cursor)
@@ -149,51 +161,45 @@ impl Broker for InProcessBroker {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<History, BrokerError> {
-        let page = |state: Option<&ChannelState>, after: Option<Position>, gap| {
-            let events = state
-                .into_iter()
-                .flat_map(|s| s.events.iter())
+        let page = |state: &ChannelState, after: Option<Position>, gap| History {
+            epoch: state.epoch,
+            gap,
+            events: state
+                .events
+                .iter()
                 .filter(|e| after.is_none_or(|a| e.position > a))
                 .take(limit)
                 .cloned()
-                .collect();
-            History {
-                epoch: self.epoch,
-                gap,
-                events,
-            }
+                .collect(),
         };
         let Some(channel) = self.existing(key) else {
-            // Nothing retained. A cursor of this life points into history that has all expired.
-            let gap = after.map(|c| {
-                if c.epoch == self.epoch {
-                    Gap::HistoryTruncated
-                } else {
-                    Gap::InvalidCursor
-                }
+            // No history at all: any cursor belongs to a life that has ended.
+            return Ok(History {
+                epoch: Epoch(0),
+                gap: after.map(|_| Gap::InvalidCursor),
+                events: Vec::new(),
             });
-            return Ok(page(None, None, gap));
         };
         let mut state = channel.lock().unwrap_or_else(|e| e.into_inner());
         state.expire(now_ms());
         let Some(after) = after else {
-            return Ok(page(Some(&state), None, None));
+            return Ok(page(&state, None, None));
         };
         let placeable =
-            after.epoch == self.epoch && state.head.is_some_and(|h| after.position <= h);
+            after.epoch == state.epoch && state.head.is_some_and(|h| after.position <= h);
         if !placeable {
-            return Ok(page(Some(&state), None, Some(Gap::InvalidCursor)));
+            return Ok(page(&state, None, Some(Gap::InvalidCursor)));
         }
         if state.trimmed.is_some_and(|t| after.position < t) {
-            return Ok(page(Some(&state), None, Some(Gap::HistoryTruncated)));
+            return Ok(page(&state, None, Some(Gap::HistoryTruncated)));
         }
-        Ok(page(Some(&state), Some(after.position), None))
+        Ok(page(&state, Some(after.position), None))
     }
 
     async fn subscribe(&self, key: &ChannelKey) -> Result<Subscription, BrokerError> {
         let channel = self.channel(key);
         let state = channel.lock().unwrap_or_else(|e| e.into_inner());
-        let head = state.head.map(|p| Cursor::new(self.epoch, p));
+        let head = state.head.map(|p| Cursor::new(state.epoch, p));
         Ok(self.hub.join_or_create(key, head, true))
     }
 
@@ -260,16 +266,15 @@ mod tests {
         let h = b.read(&key(), Some(first), 100).await.unwrap();
         assert_eq!(h.gap, Some(Gap::HistoryTruncated));
         assert_eq!(h.events.len(), 2);
-        // The cursor of the last trimmed event missed nothing but what is retained... it missed
-        // nothing that is gone, so it is no gap.
+        // The reader of the newest trimmed event lost nothing that is gone: no gap.
         let h = b.read(&key(), Some(second), 100).await.unwrap();
         assert_eq!(h.gap, None);
-        let other_life = Cursor::new(Epoch(b.epoch.0.wrapping_add(1)), second.position);
+        let other_life = Cursor::new(Epoch(second.epoch.0.wrapping_add(1)), second.position);
         assert_eq!(
             b.read(&key(), Some(other_life), 100).await.unwrap().gap,
             Some(Gap::InvalidCursor)
         );
-        let ahead = Cursor::new(b.epoch, Position::new(u64::MAX, 0));
+        let ahead = Cursor::new(second.epoch, Position::new(u64::MAX, 0));
         let h = b.read(&key(), Some(ahead), 100).await.unwrap();
         assert_eq!((h.gap, h.events.len()), (Some(Gap::InvalidCursor), 2));
     }

@@ -94,6 +94,7 @@ on_both!(
     live_events_follow_append_order_after_the_start,
     channels_and_tenants_are_separate,
     pages_continue_where_they_stop,
+    a_cursor_of_another_channel_is_never_placed,
 );
 
 async fn resume_reads_exactly_the_missed_events(b: Arc<impl Broker>) {
@@ -215,4 +216,13 @@ async fn redis_data_loss_starts_a_new_life() {
         h.events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
         vec![ev(1)]
     );
+}
+
+async fn a_cursor_of_another_channel_is_never_placed(b: Arc<impl Broker>) {
+    b.append(&key("a"), &ev(0), keep(10)).await.unwrap();
+    let foreign = b.append(&key("b"), &ev(1), keep(10)).await.unwrap();
+    b.append(&key("a"), &ev(2), keep(10)).await.unwrap();
+    let h = b.read(&key("a"), Some(foreign), 10).await.unwrap();
+    assert_eq!(h.gap, Some(Gap::InvalidCursor));
+    assert_eq!(h.events.len(), 2, "everything retained follows the gap");
 }
