@@ -13,7 +13,7 @@ use bytes::Bytes;
 use herald_core::{sse, Cursor, Event};
 use tokio::sync::broadcast;
 
-use crate::ChannelKey;
+use crate::{ChannelKey, Target};
 
 /// What the hub sends a subscriber.
 #[derive(Debug, Clone)]
@@ -156,6 +156,21 @@ impl Hub {
         for tx in senders {
             let _ = tx.send(Live::Resync);
         }
+    }
+
+    /// Ends every local subscription of the target: dropping a channel's sender closes its
+    /// receivers once they have read what was already sent.
+    pub fn close(&self, target: &Target) {
+        let closed: Vec<Entry> = {
+            let mut channels = self.lock();
+            let keys: Vec<ChannelKey> = channels
+                .keys()
+                .filter(|k| target.covers(k))
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| channels.remove(k)).collect()
+        };
+        drop(closed);
     }
 
     /// The channels the hub follows.

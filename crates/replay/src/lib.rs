@@ -60,6 +60,22 @@ impl std::fmt::Display for ChannelKey {
     }
 }
 
+/// Some channels: one, or all of a tenant's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Channel(ChannelKey),
+    Tenant(TenantSlug),
+}
+
+impl Target {
+    pub fn covers(&self, key: &ChannelKey) -> bool {
+        match self {
+            Target::Channel(c) => c == key,
+            Target::Tenant(t) => &key.tenant == t,
+        }
+    }
+}
+
 /// An event as the history holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -143,4 +159,12 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether the broker is reachable (for readiness checks).
     async fn ping(&self) -> Result<(), BrokerError>;
+
+    /// Ends the open streams of the target on every process that serves them (a suspended or
+    /// deleted tenant, a deleted channel). Clients that reconnect are checked anew.
+    async fn end_streams(&self, target: &Target) -> Result<(), BrokerError>;
+
+    /// Removes the target's history, then ends its streams. Cursors into it are then from an
+    /// earlier life: a later resume gets `invalid_cursor`.
+    async fn delete_history(&self, target: &Target) -> Result<(), BrokerError>;
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use herald_core::{Cursor, Epoch, Event, Position};
 
 use crate::hub::{Hub, LiveEvent, Subscription};
-use crate::{Broker, BrokerError, ChannelKey, Gap, History, Retention, StoredEvent};
+use crate::{Broker, BrokerError, ChannelKey, Gap, History, Retention, StoredEvent, Target};
 
 /// Each channel's broadcast ring: how many events a subscriber may fall behind live delivery
 /// before it catches up from history.
@@ -205,6 +205,19 @@ impl Broker for InProcessBroker {
 
     async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
+    }
+
+    async fn end_streams(&self, target: &Target) -> Result<(), BrokerError> {
+        self.hub.close(target);
+        Ok(())
+    }
+
+    async fn delete_history(&self, target: &Target) -> Result<(), BrokerError> {
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|key, _| !target.covers(key));
+        self.end_streams(target).await
     }
 }
 

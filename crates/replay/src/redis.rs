@@ -2,7 +2,8 @@
 //!
 //! Keys are `<prefix>:{<tenant>/<channel>}:s` (the stream) and `…:m` (its meta hash: `epoch`,
 //! `last`, `trimmed`, `ttl`), hash-tagged so a channel's keys live on one Redis Cluster shard.
-//! Announcements go to `<prefix>:ev:<tenant>/<channel>`.
+//! Announcements go to `<prefix>:ev:<tenant>/<channel>`; orders to every process (end the
+//! streams of a channel or tenant) go to `<prefix>:control`.
 //!
 //! Appending is one Lua script, so an event is either stored *and* announced, or neither. The
 //! script also trims the stream itself (by length and by age) so that it can record the newest
@@ -28,7 +29,8 @@ use redis::{Script, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{Hub, LiveEvent, Subscription};
-use crate::{Broker, BrokerError, ChannelKey, Gap, History, Retention, StoredEvent};
+use crate::{Broker, BrokerError, ChannelKey, Gap, History, Retention, StoredEvent, Target};
+use herald_core::{ChannelName, TenantSlug};
 
 const HUB_CAPACITY: usize = 1024;
 /// How long a command may take before the broker counts as unavailable.
@@ -92,9 +94,13 @@ impl RedisBroker {
             .query_async::<()>(&mut con)
             .await
             .map_err(unavailable)?;
-        let pubsub = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
+        let (mut sink, stream) = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
             .await
             .map_err(|_| unavailable("timed out connecting"))?
+            .map_err(unavailable)?
+            .split();
+        sink.subscribe(control_name(&config.prefix))
+            .await
             .map_err(unavailable)?;
 
         let shared = Arc::new(Shared {
@@ -109,7 +115,7 @@ impl RedisBroker {
             commands: rx,
             subscribed: HashMap::new(),
         };
-        tokio::spawn(actor.run(pubsub.split()));
+        tokio::spawn(actor.run((sink, stream)));
         Ok(Arc::new(Self {
             con,
             prefix: config.prefix,
@@ -142,6 +148,41 @@ impl RedisBroker {
 
 fn pubsub_name(prefix: &str, key: &ChannelKey) -> String {
     format!("{prefix}:ev:{key}")
+}
+
+fn control_name(prefix: &str) -> String {
+    format!("{prefix}:control")
+}
+
+/// A control order: `end <tenant>` or `end <tenant>/<channel>`.
+fn encode_end(target: &Target) -> String {
+    match target {
+        Target::Channel(key) => format!("end {key}"),
+        Target::Tenant(t) => format!("end {t}"),
+    }
+}
+
+fn parse_end(payload: &[u8]) -> Option<Target> {
+    let rest = std::str::from_utf8(payload).ok()?.strip_prefix("end ")?;
+    Some(match rest.split_once('/') {
+        Some((t, c)) => Target::Channel(ChannelKey::new(
+            TenantSlug::parse(t).ok()?,
+            ChannelName::parse(c).ok()?,
+        )),
+        None => Target::Tenant(TenantSlug::parse(rest).ok()?),
+    })
+}
+
+/// `s` with Redis glob characters escaped, for a SCAN MATCH pattern.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn parse_epoch(s: &str) -> Result<Epoch, BrokerError> {
@@ -345,6 +386,57 @@ impl Broker for RedisBroker {
             Err(unavailable("pub/sub connection is down"))
         }
     }
+
+    async fn end_streams(&self, target: &Target) -> Result<(), BrokerError> {
+        redis::cmd("PUBLISH")
+            .arg(control_name(&self.prefix))
+            .arg(encode_end(target))
+            .query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn delete_history(&self, target: &Target) -> Result<(), BrokerError> {
+        let mut con = self.con.clone();
+        match target {
+            Target::Channel(key) => {
+                let (stream, meta) = self.keys(key);
+                redis::cmd("DEL")
+                    .arg(stream)
+                    .arg(meta)
+                    .query_async::<()>(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Target::Tenant(tenant) => {
+                let pattern = format!("{}:{{{}/*", glob_escape(&self.prefix), tenant);
+                let mut cursor = 0u64;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut con)
+                        .await
+                        .map_err(unavailable)?;
+                    if !keys.is_empty() {
+                        redis::cmd("DEL")
+                            .arg(keys)
+                            .query_async::<()>(&mut con)
+                            .await
+                            .map_err(unavailable)?;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+        }
+        self.end_streams(target).await
+    }
 }
 
 /// One XRANGE entry: `[id, [field, value, ...]]` with fields `e` (type) and `d` (data JSON).
@@ -426,6 +518,10 @@ impl PubSubActor {
             .ok()?
             .ok()?;
         let (mut sink, stream) = pubsub.split();
+        tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(control_name(&self.prefix)))
+            .await
+            .ok()?
+            .ok()?;
         self.subscribed.clear();
         let keys = self.shared.hub.keys();
         if !keys.is_empty() {
@@ -469,14 +565,20 @@ impl PubSubActor {
                     }
                 }
                 _ = sweep.tick() => {
+                    // Unsubscribe whatever the hub no longer follows: idle channels, and
+                    // channels whose streams were ended.
+                    self.shared.hub.sweep();
+                    let followed: std::collections::HashSet<ChannelKey> =
+                        self.shared.hub.keys().into_iter().collect();
                     let idle: Vec<String> = self
-                        .shared
-                        .hub
-                        .sweep()
+                        .subscribed
                         .iter()
-                        .map(|k| pubsub_name(&self.prefix, k))
-                        .filter(|name| self.subscribed.remove(name).is_some())
+                        .filter(|(_, key)| !followed.contains(*key))
+                        .map(|(name, _)| name.clone())
                         .collect();
+                    for name in &idle {
+                        self.subscribed.remove(name);
+                    }
                     if !idle.is_empty()
                         && tokio::time::timeout(COMMAND_TIMEOUT, sink.unsubscribe(&idle)).await.is_err()
                     {
@@ -525,6 +627,12 @@ impl PubSubActor {
 
     fn announce(&self, name: &str, payload: &[u8]) {
         let Some(key) = self.subscribed.get(name) else {
+            if name == control_name(&self.prefix) {
+                match parse_end(payload) {
+                    Some(target) => self.shared.hub.close(&target),
+                    None => tracing::warn!("unreadable control order ignored"),
+                }
+            }
             return;
         };
         match parse_announcement(payload) {

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use herald_core::{ChannelName, Cursor, Epoch, Event, EventData, EventType, Position, TenantSlug};
 use herald_replay::{
-    Broker, ChannelKey, Gap, InProcessBroker, Live, RedisBroker, RedisConfig, Retention,
+    Broker, ChannelKey, Gap, InProcessBroker, Live, RedisBroker, RedisConfig, Retention, Target,
 };
+use tokio::sync::broadcast::error::RecvError;
 
 fn redis_url() -> String {
     std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -95,6 +96,8 @@ on_both!(
     channels_and_tenants_are_separate,
     pages_continue_where_they_stop,
     a_cursor_of_another_channel_is_never_placed,
+    ending_streams_closes_subscriptions_of_the_target_only,
+    deleting_history_starts_a_new_life,
 );
 
 async fn resume_reads_exactly_the_missed_events(b: Arc<impl Broker>) {
@@ -225,4 +228,52 @@ async fn a_cursor_of_another_channel_is_never_placed(b: Arc<impl Broker>) {
     let h = b.read(&key("a"), Some(foreign), 10).await.unwrap();
     assert_eq!(h.gap, Some(Gap::InvalidCursor));
     assert_eq!(h.events.len(), 2, "everything retained follows the gap");
+}
+
+async fn ending_streams_closes_subscriptions_of_the_target_only(b: Arc<impl Broker>) {
+    let mut c = b.subscribe(&key("c")).await.unwrap();
+    let mut d = b.subscribe(&key("d")).await.unwrap();
+    b.end_streams(&Target::Channel(key("c"))).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), c.rx.recv()).await;
+    assert!(matches!(closed, Ok(Err(RecvError::Closed))), "{closed:?}");
+    let after = b.append(&key("d"), &ev(1), keep(10)).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), d.rx.recv()).await {
+        Ok(Ok(Live::Event(e))) => assert_eq!(e.cursor, after),
+        other => panic!("the other channel lives on: {other:?}"),
+    }
+    b.end_streams(&Target::Tenant(TenantSlug::parse("acme").unwrap()))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), d.rx.recv()).await;
+    assert!(matches!(closed, Ok(Err(RecvError::Closed))), "{closed:?}");
+    // A new subscriber is served again.
+    let mut again = b.subscribe(&key("c")).await.unwrap();
+    let c1 = b.append(&key("c"), &ev(2), keep(10)).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), again.rx.recv()).await {
+        Ok(Ok(Live::Event(e))) => assert_eq!(e.cursor, c1),
+        other => panic!("resubscribed: {other:?}"),
+    }
+}
+
+async fn deleting_history_starts_a_new_life(b: Arc<impl Broker>) {
+    let old = b.append(&key("c"), &ev(0), keep(10)).await.unwrap();
+    let other_tenant = ChannelKey::new(
+        TenantSlug::parse("other").unwrap(),
+        ChannelName::parse("c").unwrap(),
+    );
+    b.append(&other_tenant, &ev(9), keep(10)).await.unwrap();
+    b.delete_history(&Target::Tenant(TenantSlug::parse("acme").unwrap()))
+        .await
+        .unwrap();
+    let h = b.read(&key("c"), Some(old), 10).await.unwrap();
+    assert_eq!((h.gap, h.events.len()), (Some(Gap::InvalidCursor), 0));
+    assert_eq!(
+        b.read(&other_tenant, None, 10).await.unwrap().events.len(),
+        1,
+        "other tenants keep theirs"
+    );
+    let new = b.append(&key("c"), &ev(1), keep(10)).await.unwrap();
+    assert_ne!(new.epoch, old.epoch);
+    b.delete_history(&Target::Channel(key("c"))).await.unwrap();
+    assert!(b.read(&key("c"), None, 10).await.unwrap().events.is_empty());
 }
