@@ -15,7 +15,7 @@ use argon2::Argon2;
 
 use crate::clock::{from_ms, now_ms};
 use crate::error::{conflict_on, decode_error};
-use crate::tenants::{insert_membership, insert_tenant, Role, Tenant};
+use crate::tenants::{create_tenant_in, insert_membership, Role, Tenant};
 use crate::{AccountId, Store, StoreError};
 
 /// A person who can log in to the admin. Never carries the password hash.
@@ -60,7 +60,8 @@ struct LoginRow {
 impl Store {
     /// Creates an account, its first tenant and the account's owner membership, in one transaction.
     ///
-    /// A taken email is `Conflict("email")` and a taken slug `Conflict("slug")`; then nothing is stored.
+    /// The tenant gets its first signing key. A taken email is `Conflict("email")` and a taken (or
+    /// recently deleted) slug `Conflict("slug")`; then nothing is stored.
     #[tracing::instrument(level = "debug", skip_all, fields(tenant = %slug))]
     pub async fn signup(
         &self,
@@ -77,10 +78,7 @@ impl Store {
             .await
             .map_err(conflict_on("email"))?
             .try_into()?;
-        let tenant: Tenant = insert_tenant(&mut *tx, slug, tenant_name, now)
-            .await
-            .map_err(conflict_on("slug"))?
-            .try_into()?;
+        let tenant = create_tenant_in(&mut tx, slug, tenant_name, now).await?;
         insert_membership(&mut *tx, tenant.id, account.id, Role::Owner, now).await?;
         tx.commit().await?;
 

@@ -1,4 +1,5 @@
-//! Herald's control plane in SQL: settings, accounts and sessions, tenants and memberships, API keys.
+//! Herald's control plane in SQL: settings, accounts and sessions, tenants and memberships, API keys,
+//! channel settings, signing keys, usage and the audit log.
 //!
 //! One repository, [`Store`], serves Postgres and SQLite alike. It talks to both through sqlx's `Any`
 //! driver, so every query is written once, with `$1`-style placeholders and SQL that both dialects
@@ -16,12 +17,14 @@
 
 mod accounts;
 mod api_keys;
+mod channels;
 mod clock;
 mod db;
 mod error;
 mod ids;
 mod sessions;
 mod settings;
+mod signing_keys;
 mod tenants;
 
 #[cfg(feature = "testing")]
@@ -29,11 +32,13 @@ pub mod testing;
 
 pub use accounts::Account;
 pub use api_keys::{ApiKey, ApiKeyAuth};
+pub use channels::{Channel, ChannelSettings, Visibility};
 pub use db::Backend;
 pub use error::{redact_url, StoreError};
 pub use ids::{AccountId, TenantId};
 pub use sessions::SessionToken;
-pub use tenants::{Membership, Role, Tenant};
+pub use signing_keys::SigningKey;
+pub use tenants::{Member, Membership, Role, Tenant, TenantPatch, SLUG_QUARANTINE};
 
 use sqlx::AnyPool;
 

@@ -4,10 +4,12 @@
 
 mod accounts;
 mod api_keys;
+mod channels;
 mod connect;
 mod secrets;
 mod sessions;
 mod settings;
+mod signing_keys;
 mod tenants;
 
 use herald_core::{Email, Password, TenantSlug};
