@@ -164,6 +164,19 @@ impl TestApp {
         }
     }
 
+    /// Starts a new server on the same database and Redis key space (after [`TestApp::stop`]).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let app = App::build(&self.config, Role::All)
+            .await
+            .expect("the server starts again");
+        self.addr = app.local_addr();
+        self.shutdown = app.shutdown_token();
+        self.server = Some(tokio::spawn(async move {
+            app.run().await.map_err(|e| format!("{e:#}"))
+        }));
+    }
+
     /// Signs up an account owning `slug`, logging the app's client in.
     pub async fn signup(&self, slug: &str) -> Value {
         let r = self

@@ -21,8 +21,9 @@ use rand::Rng;
 pub struct Epoch(pub u32);
 
 impl Epoch {
+    /// A fresh epoch; never 0, which multi-channel cursors use to mean "no position yet".
     pub fn random() -> Self {
-        Self(rand::thread_rng().gen())
+        Self(rand::thread_rng().gen_range(1..=u32::MAX))
     }
 }
 

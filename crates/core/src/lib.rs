@@ -6,6 +6,7 @@
 pub mod cursor;
 pub mod error;
 pub mod event;
+pub mod multi;
 pub mod names;
 pub mod problem;
 pub mod sse;
@@ -13,6 +14,7 @@ pub mod sse;
 pub use cursor::{Cursor, CursorError, Epoch, Position};
 pub use error::ErrorCode;
 pub use event::{Event, EventData, InvalidData};
+pub use multi::{channel_hash, MultiCursor};
 pub use names::{
     ApiKeySecret, ChannelName, Email, EventType, InvalidName, KeyId, Password, Scope, TenantSlug,
 };

@@ -105,6 +105,7 @@ pub fn router(state: EdgeState) -> Router {
             "/v1/{tenant}/channels/{channel}/events",
             get(subscribe::one_channel).post(publish::one_event),
         )
+        .route("/v1/{tenant}/events", get(subscribe::several_channels))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,

@@ -1,12 +1,17 @@
-//! `GET /v1/{tenant}/channels/{channel}/events`: a Server-Sent Events stream.
+//! `GET /v1/{tenant}/channels/{channel}/events` and `GET /v1/{tenant}/events?channel=…`:
+//! Server-Sent Events streams over one channel or several.
 //!
-//! The order that makes resume exact: join the hub *first*, then read history after the
-//! client's cursor, then switch to live, dropping live events at or before the last one sent.
-//! Joining first means no event can fall between history and live; the position check means
-//! none arrives twice. The same catch-up runs whenever live delivery is interrupted — the
+//! The order that makes resume exact, per channel: join the hub *first*, then read history
+//! after the client's cursor, then switch to live, dropping live events at or before the last
+//! one sent. Joining first means no event can fall between history and live; the position check
+//! means none arrives twice. The same catch-up runs whenever live delivery is interrupted — the
 //! subscriber fell behind its channel's ring (`Lagged`), or the broker's connection was lost
 //! (`Resync`) — so a slow or disconnected subscriber never costs memory beyond the ring and
 //! never silently loses an event: it reads what it missed from history, or is told of the gap.
+//!
+//! A one-channel stream's ids are that channel's cursors, and its live frames are the hub's
+//! shared bytes. A multi-channel stream's ids are [`MultiCursor`]s over all its channels, so its
+//! frames are the shared body behind an `id:` line of its own.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -19,10 +24,14 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use herald_core::{sse, ChannelName, Cursor, ErrorCode, EventType, TenantSlug};
-use herald_replay::{ChannelKey, Gap, Live, LiveEvent, Subscription};
-use tokio::sync::broadcast::error::RecvError;
+use futures_util::stream::{self, SelectAll, StreamExt};
+use herald_core::{
+    channel_hash, sse, ChannelName, Cursor, ErrorCode, EventType, MultiCursor, TenantSlug,
+};
+use herald_replay::{ChannelKey, Gap, Live, LiveEvent, StoredEvent};
 use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
 
 use crate::{ApiError, EdgeState};
 
@@ -30,14 +39,10 @@ use crate::{ApiError, EdgeState};
 const PAGE: usize = 256;
 /// How long to wait before retrying a history read that failed.
 const RETRY_READ: Duration = Duration::from_secs(1);
+/// Channels one connection may follow.
+pub const MAX_CHANNELS: usize = 16;
 
-/// What the client asked to resume from.
-enum Resume {
-    Live,
-    After(Cursor),
-    Unreadable,
-}
-
+/// `GET /v1/{tenant}/channels/{channel}/events`
 pub async fn one_channel(
     State(state): State<EdgeState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -48,15 +53,125 @@ pub async fn one_channel(
         path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
     let tenant = TenantSlug::parse(&tenant)?;
     let channel = ChannelName::parse(&channel)?;
+    open(
+        state,
+        tenant,
+        vec![channel],
+        false,
+        query.as_deref(),
+        &headers,
+    )
+    .await
+}
+
+/// `GET /v1/{tenant}/events?channel=a&channel=b`
+pub async fn several_channels(
+    State(state): State<EdgeState>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(tenant) = path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
+    let tenant = TenantSlug::parse(&tenant)?;
+    let mut channels: Vec<ChannelName> = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
+        if k == "channel" {
+            let c = ChannelName::parse(&v)?;
+            if !channels.contains(&c) {
+                channels.push(c);
+            }
+            if channels.len() > MAX_CHANNELS {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidName,
+                    format!("at most {MAX_CHANNELS} channels per connection"),
+                ));
+            }
+        }
+    }
+    if channels.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            "name at least one channel: ?channel=a&channel=b",
+        ));
+    }
+    let mut hashes: Vec<u32> = channels.iter().map(channel_hash).collect();
+    hashes.sort_unstable();
+    if hashes.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            "two of these channels cannot share a connection; use two connections",
+        ));
+    }
+    open(state, tenant, channels, true, query.as_deref(), &headers).await
+}
+
+/// Checks the tenant, joins every channel's hub, and starts the stream.
+async fn open(
+    state: EdgeState,
+    tenant: TenantSlug,
+    channels: Vec<ChannelName>,
+    multi: bool,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     if state.view.tenant(&tenant).await?.is_none() {
         return Err(ApiError::new(ErrorCode::NotFound, "no such tenant"));
     }
-    let resume = resume_from(&headers, query.as_deref());
-    let key = ChannelKey::new(tenant, channel);
-    let sub = state.broker.subscribe(&key).await?;
-    tracing::debug!(channel = %key, "stream opened");
-    let feed = Feed::new(state.clone(), key, sub, resume);
-    let body = Body::from_stream(futures_util::stream::unfold(feed, |mut feed| async move {
+    let resume = requested_cursor(headers, query);
+    let mut pending = VecDeque::new();
+    pending.push_back(sse::retry(state.config.retry_ms));
+    let multi_cursor = match (&resume, multi) {
+        (Some(text), true) => Some(MultiCursor::parse(text).ok()),
+        _ => None,
+    };
+    let mut lanes = Vec::with_capacity(channels.len());
+    let mut live = SelectAll::new();
+    for (i, channel) in channels.into_iter().enumerate() {
+        let key = ChannelKey::new(tenant.clone(), channel);
+        let sub = state.broker.subscribe(&key).await?;
+        let hash = channel_hash(&key.channel);
+        // Where this channel resumes: (last sent, whether to read history after it first).
+        let (last, catching_up, unreadable) = match (&resume, &multi_cursor) {
+            (None, _) => (sub.start, sub.catch_up, false),
+            (Some(text), None) => match Cursor::parse(text) {
+                Ok(c) => (Some(c), true, false),
+                Err(_) => (None, true, true),
+            },
+            (Some(_), Some(None)) => (None, true, true),
+            (Some(_), Some(Some(m))) => match m.get(hash) {
+                None => (sub.start, sub.catch_up, false),
+                Some(position) => (position, true, false),
+            },
+        };
+        if unreadable {
+            pending.push_back(gap_frame(&key.channel, Gap::InvalidCursor));
+        }
+        lanes.push(Lane {
+            key,
+            hash,
+            last,
+            catching_up,
+        });
+        // A lane's stream ends (None) when the hub closes its channel.
+        live.push(
+            BroadcastStream::new(sub.rx)
+                .map(move |item| (i, Some(item)))
+                .chain(stream::once(async move { (i, None) }))
+                .boxed(),
+        );
+    }
+    tracing::debug!(tenant = %tenant, channels = lanes.len(), "stream opened");
+    let heartbeat = Box::pin(tokio::time::sleep(state.config.heartbeat));
+    let feed = Feed {
+        state,
+        lanes,
+        multi,
+        live,
+        pending,
+        heartbeat,
+        retry_read: None,
+    };
+    let body = Body::from_stream(stream::unfold(feed, |mut feed| async move {
         let chunk = feed.next().await?;
         Some((Ok::<_, Infallible>(chunk), feed))
     }));
@@ -76,27 +191,21 @@ fn sse_response(body: Body) -> Response {
     response
 }
 
-/// The `Last-Event-ID` header wins over the `lastEventId` query parameter (which exists because
-/// a browser's first connect cannot set headers). An empty id means "no cursor", as in a
-/// browser that was sent an empty `id:`.
-fn resume_from(headers: &HeaderMap, query: Option<&str>) -> Resume {
-    let from_query = || {
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .find(|(k, _)| k == "lastEventId")
-            .map(|(_, v)| v.into_owned())
-    };
+/// The cursor the client sent: the `Last-Event-ID` header wins over the `lastEventId` query
+/// parameter (which exists because a browser's first connect cannot set headers). An empty id
+/// means none, as for a browser that was sent an empty `id:`; a header that is not text is an
+/// unreadable cursor.
+fn requested_cursor(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     let raw = match headers.get("last-event-id") {
-        Some(v) => v.to_str().map(str::to_owned).ok(),
-        None => from_query(),
+        Some(v) => Some(
+            v.to_str()
+                .map_or_else(|_| "\u{fffd}".to_owned(), str::to_owned),
+        ),
+        None => form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "lastEventId")
+            .map(|(_, v)| v.into_owned()),
     };
-    match raw.as_deref().map(str::trim) {
-        None => match headers.get("last-event-id") {
-            Some(_) => Resume::Unreadable,
-            None => Resume::Live,
-        },
-        Some("") => Resume::Live,
-        Some(s) => Cursor::parse(s).map_or(Resume::Unreadable, Resume::After),
-    }
+    raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
 fn gap_frame(channel: &ChannelName, gap: Gap) -> Bytes {
@@ -105,46 +214,31 @@ fn gap_frame(channel: &ChannelName, gap: Gap) -> Bytes {
     sse::event(None, &gap_type, &data)
 }
 
-/// One subscriber's stream: its position, what it has still to send, and its live feed.
-struct Feed {
-    state: EdgeState,
+/// One channel of a stream.
+struct Lane {
     key: ChannelKey,
-    sub: Subscription,
+    hash: u32,
     /// The last event sent (or the position live delivery started from).
     last: Option<Cursor>,
-    /// Frames ready to send, at most one history page.
-    pending: VecDeque<Bytes>,
     /// Whether history must be read after `last` before live events can be trusted again.
     catching_up: bool,
+}
+
+type LaneItem = (usize, Option<Result<Live, BroadcastStreamRecvError>>);
+
+/// One subscriber's stream: its channels, what it has still to send, and its live feeds.
+struct Feed {
+    state: EdgeState,
+    lanes: Vec<Lane>,
+    multi: bool,
+    live: SelectAll<stream::BoxStream<'static, LaneItem>>,
+    /// Frames ready to send, at most one history page.
+    pending: VecDeque<Bytes>,
     heartbeat: Pin<Box<Sleep>>,
     retry_read: Option<Pin<Box<Sleep>>>,
 }
 
 impl Feed {
-    fn new(state: EdgeState, key: ChannelKey, sub: Subscription, resume: Resume) -> Self {
-        let mut pending = VecDeque::new();
-        pending.push_back(sse::retry(state.config.retry_ms));
-        let (last, catching_up) = match resume {
-            Resume::Live => (sub.start, sub.catch_up),
-            Resume::After(cursor) => (Some(cursor), true),
-            Resume::Unreadable => {
-                pending.push_back(gap_frame(&key.channel, Gap::InvalidCursor));
-                (None, true)
-            }
-        };
-        let heartbeat = Box::pin(tokio::time::sleep(state.config.heartbeat));
-        Self {
-            state,
-            key,
-            sub,
-            last,
-            pending,
-            catching_up,
-            heartbeat,
-            retry_read: None,
-        }
-    }
-
     /// The next chunk of the response body; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         loop {
@@ -152,9 +246,11 @@ impl Feed {
                 self.reset_heartbeat();
                 return Some(frame);
             }
-            if self.catching_up && self.retry_read.is_none() {
-                self.read_history().await;
-                continue;
+            if self.retry_read.is_none() {
+                if let Some(i) = self.lanes.iter().position(|l| l.catching_up) {
+                    self.read_history(i).await;
+                    continue;
+                }
             }
             let retry = async {
                 match self.retry_read.as_mut() {
@@ -165,15 +261,14 @@ impl Feed {
             tokio::select! {
                 biased;
                 _ = self.state.shutdown.cancelled() => return None,
-                received = self.sub.rx.recv() => match received {
-                    Ok(Live::Event(event)) => {
-                        if let Some(frame) = self.accept(&event) {
-                            self.reset_heartbeat();
-                            return Some(frame);
-                        }
+                item = self.live.next() => match item {
+                    Some((i, Some(Ok(Live::Event(event))))) => self.accept(i, &event),
+                    Some((i, Some(Ok(Live::Resync) | Err(BroadcastStreamRecvError::Lagged(_))))) => {
+                        self.lanes[i].catching_up = true;
                     }
-                    Ok(Live::Resync) | Err(RecvError::Lagged(_)) => self.catching_up = true,
-                    Err(RecvError::Closed) => return None,
+                    // The hub closed a channel (ended by the control plane): end the stream;
+                    // a reconnect is checked anew.
+                    Some((_, None)) | None => return None,
                 },
                 _ = retry => self.retry_read = None,
                 _ = self.heartbeat.as_mut() => {
@@ -184,51 +279,74 @@ impl Feed {
         }
     }
 
-    /// A live event's frame, unless it was already sent (or is older than the start).
-    fn accept(&mut self, event: &LiveEvent) -> Option<Bytes> {
-        match self.last {
+    /// Queues a live event's frame, unless it was already sent (or is older than the start).
+    fn accept(&mut self, i: usize, event: &LiveEvent) {
+        let lane = &mut self.lanes[i];
+        match lane.last {
             Some(last) if last.epoch != event.cursor.epoch => {
-                // The history began a new life while we were connected; let history say what
-                // the client lost.
-                self.catching_up = true;
-                None
+                // The channel's history began a new life while we were connected; let
+                // history say what the client lost.
+                lane.catching_up = true;
             }
-            Some(last) if event.cursor.position <= last.position => None,
+            Some(last) if event.cursor.position <= last.position => {}
             _ => {
-                self.last = Some(event.cursor);
-                Some(event.frame().clone())
+                lane.last = Some(event.cursor);
+                if self.multi {
+                    self.pending.push_back(self.id_line());
+                    self.pending.push_back(event.body());
+                } else {
+                    self.pending.push_back(event.frame().clone());
+                }
             }
         }
     }
 
-    /// Reads one page of history after `last` into `pending`.
-    async fn read_history(&mut self) {
-        match self.state.broker.read(&self.key, self.last, PAGE).await {
+    /// Reads one page of a lane's history after its `last` into `pending`.
+    async fn read_history(&mut self, i: usize) {
+        let (key, after) = (self.lanes[i].key.clone(), self.lanes[i].last);
+        match self.state.broker.read(&key, after, PAGE).await {
             Ok(history) => {
                 if let Some(gap) = history.gap {
-                    self.pending.push_back(gap_frame(&self.key.channel, gap));
+                    self.pending.push_back(gap_frame(&key.channel, gap));
                     if gap == Gap::InvalidCursor {
-                        self.last = None;
+                        self.lanes[i].last = None;
                     }
                 }
                 for e in &history.events {
                     let cursor = history.cursor_of(e);
-                    let frame = sse::event(
-                        Some(&cursor.to_string()),
-                        &e.event.event_type,
-                        &e.event.data.rendered(),
-                    );
+                    self.lanes[i].last = Some(cursor);
+                    let frame = self.history_frame(cursor, e);
                     self.pending.push_back(frame);
-                    self.last = Some(cursor);
                 }
-                self.catching_up = history.events.len() >= PAGE;
+                self.lanes[i].catching_up = history.events.len() >= PAGE;
             }
             Err(e) => {
                 // The stream stays open (heartbeats continue) and tries again.
-                tracing::warn!(channel = %self.key, error = %e, "history read failed; retrying");
+                tracing::warn!(channel = %key, error = %e, "history read failed; retrying");
                 self.retry_read = Some(Box::pin(tokio::time::sleep(RETRY_READ)));
             }
         }
+    }
+
+    fn history_frame(&self, cursor: Cursor, e: &StoredEvent) -> Bytes {
+        let id = if self.multi {
+            self.multi_cursor().encode()
+        } else {
+            cursor.to_string()
+        };
+        sse::event(Some(&id), &e.event.event_type, &e.event.data.rendered())
+    }
+
+    fn multi_cursor(&self) -> MultiCursor {
+        let mut m = MultiCursor::default();
+        for lane in &self.lanes {
+            m.set(lane.hash, lane.last);
+        }
+        m
+    }
+
+    fn id_line(&self) -> Bytes {
+        Bytes::from(format!("id: {}\n", self.multi_cursor().encode()))
     }
 
     fn reset_heartbeat(&mut self) {
