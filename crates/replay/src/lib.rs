@@ -60,6 +60,44 @@ impl std::fmt::Display for ChannelKey {
     }
 }
 
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(86_400);
+
+/// One event to append.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub channel: ChannelKey,
+    pub event: Event,
+    pub retention: Retention,
+}
+
+/// A publisher's idempotency key, scoped to its tenant, and the fingerprint of what it asked.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub tenant: TenantSlug,
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// Appended now; one cursor per event, in order.
+    Fresh(Vec<Cursor>),
+    /// A repeat of an earlier append with the same key and fingerprint: nothing appended, the
+    /// first cursors again.
+    Repeat(Vec<Cursor>),
+    /// The key was used for a different request.
+    Conflict,
+}
+
+/// What a channel holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub last: Option<Cursor>,
+    pub retained: usize,
+}
+
 /// Some channels: one, or all of a tenant's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -136,14 +174,39 @@ pub enum BrokerError {
 /// misses nothing and, dropping live events at or before the last one it read, sees none twice.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Appends one event to the channel's history and announces it, atomically: either both
-    /// happen or neither does. Returns the event's cursor.
+    /// Appends events to their channels' histories and announces them, all or nothing, in
+    /// order. With an idempotency key, a repeat (same key, same fingerprint) within
+    /// [`IDEMPOTENCY_TTL`] appends nothing and answers the first cursors again, however many
+    /// repeats race; a repeat with another fingerprint is [`Appended::Conflict`].
+    async fn append_batch(
+        &self,
+        batch: &[Append],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Appended, BrokerError>;
+
+    /// Appends one event (see [`Broker::append_batch`]) and returns its cursor.
     async fn append(
         &self,
         channel: &ChannelKey,
         event: &Event,
         retention: Retention,
-    ) -> Result<Cursor, BrokerError>;
+    ) -> Result<Cursor, BrokerError> {
+        let batch = [Append {
+            channel: channel.clone(),
+            event: event.clone(),
+            retention,
+        }];
+        match self.append_batch(&batch, None).await? {
+            Appended::Fresh(c) | Appended::Repeat(c) => c
+                .into_iter()
+                .next()
+                .ok_or_else(|| BrokerError::Protocol("no cursor for an appended event".into())),
+            Appended::Conflict => Err(BrokerError::Protocol("conflict without a key".into())),
+        }
+    }
+
+    /// The channel's newest cursor and how many events it retains.
+    async fn channel_info(&self, channel: &ChannelKey) -> Result<ChannelInfo, BrokerError>;
 
     /// Up to `limit` events after `after` (from the oldest retained event when `None`).
     async fn read(

@@ -11,10 +11,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use herald_core::{Cursor, Epoch, Event, Position};
+use herald_core::{Cursor, Epoch, Position};
 
 use crate::hub::{Hub, LiveEvent, Subscription};
-use crate::{Broker, BrokerError, ChannelKey, Gap, History, Retention, StoredEvent, Target};
+use crate::{
+    Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, Gap, History, Idempotency,
+    Retention, StoredEvent, Target, IDEMPOTENCY_TTL,
+};
 
 /// Each channel's broadcast ring: how many events a subscriber may fall behind live delivery
 /// before it catches up from history.
@@ -22,6 +25,8 @@ const HUB_CAPACITY: usize = 1024;
 
 /// A single-node broker that keeps every channel's history in memory.
 pub struct InProcessBroker {
+    /// Idempotency keys: `(tenant, key)` → fingerprint, cursors, when.
+    idempotency: Mutex<HashMap<(String, String), (String, Vec<Cursor>, std::time::Instant)>>,
     channels: Mutex<HashMap<ChannelKey, Arc<Mutex<ChannelState>>>>,
     hub: Hub,
 }
@@ -41,6 +46,7 @@ impl InProcessBroker {
     /// history has expired and that nobody follows.
     pub fn new() -> Arc<Self> {
         let broker = Arc::new(Self {
+            idempotency: Mutex::default(),
             channels: Mutex::default(),
             hub: Hub::new(HUB_CAPACITY),
         });
@@ -63,6 +69,10 @@ impl InProcessBroker {
 
     fn sweep_once(&self) {
         self.hub.sweep();
+        self.idempotency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (_, _, at)| at.elapsed() < IDEMPOTENCY_TTL);
         let now = now_ms();
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels.retain(|key, state| {
@@ -129,30 +139,92 @@ impl ChannelState {
 
 #[async_trait]
 impl Broker for InProcessBroker {
-    async fn append(
+    async fn append_batch(
         &self,
-        key: &ChannelKey,
-        event: &Event,
-        retention: Retention,
-    ) -> Result<Cursor, BrokerError> {
-        let channel = self.channel(key);
-        let mut state = channel.lock().unwrap_or_else(|e| e.into_inner());
-        let now = now_ms();
-        let position = state.next_position(now);
-        state.retention = retention;
-        state.head = Some(position);
-        state.events.push_back(StoredEvent {
-            position,
-            event: event.clone(),
-        });
-        while state.events.len() > retention.max_len as usize {
-            state.drop_front();
+        batch: &[Append],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Appended, BrokerError> {
+        // Lock order: idempotency keys, then channels sorted by key, so batches never deadlock.
+        let mut keys = self.idempotency.lock().unwrap_or_else(|e| e.into_inner());
+        let idem_key = idempotency.map(|i| (i.tenant.to_string(), i.key.clone()));
+        if let (Some(i), Some(k)) = (idempotency, &idem_key) {
+            if let Some((fingerprint, cursors, at)) = keys.get(k) {
+                if at.elapsed() < IDEMPOTENCY_TTL {
+                    return Ok(if *fingerprint == i.fingerprint {
+                        Appended::Repeat(cursors.clone())
+                    } else {
+                        Appended::Conflict
+                    });
+                }
+            }
         }
-        state.expire(now);
-        let cursor = Cursor::new(state.epoch, position);
-        // Still under the channel's lock, so the hub sees this channel's events in order.
-        self.hub.publish(key, LiveEvent::encode(cursor, event));
-        Ok(cursor)
+        let mut channels: Vec<(String, Arc<Mutex<ChannelState>>)> = Vec::new();
+        for a in batch {
+            let name = a.channel.to_string();
+            if !channels.iter().any(|(n, _)| *n == name) {
+                channels.push((name, self.channel(&a.channel)));
+            }
+        }
+        channels.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut guards: Vec<_> = channels
+            .iter()
+            .map(|(_, c)| c.lock().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let now = now_ms();
+        let mut cursors = Vec::with_capacity(batch.len());
+        for a in batch {
+            let name = a.channel.to_string();
+            let i = channels
+                .iter()
+                .position(|(n, _)| *n == name)
+                .expect("every channel of the batch is locked");
+            let state = &mut guards[i];
+            let position = state.next_position(now);
+            state.retention = a.retention;
+            state.head = Some(position);
+            state.events.push_back(StoredEvent {
+                position,
+                event: a.event.clone(),
+            });
+            while state.events.len() > a.retention.max_len as usize {
+                state.drop_front();
+            }
+            state.expire(now);
+            let cursor = Cursor::new(state.epoch, position);
+            // Still under the channel's lock, so the hub sees its events in order.
+            self.hub
+                .publish(&a.channel, LiveEvent::encode(cursor, &a.event));
+            cursors.push(cursor);
+        }
+        drop(guards);
+        if let (Some(i), Some(k)) = (idempotency, idem_key) {
+            keys.insert(
+                k,
+                (
+                    i.fingerprint.clone(),
+                    cursors.clone(),
+                    std::time::Instant::now(),
+                ),
+            );
+        }
+        Ok(Appended::Fresh(cursors))
+    }
+
+    async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
+        Ok(match self.existing(key) {
+            None => ChannelInfo {
+                last: None,
+                retained: 0,
+            },
+            Some(channel) => {
+                let mut state = channel.lock().unwrap_or_else(|e| e.into_inner());
+                state.expire(now_ms());
+                ChannelInfo {
+                    last: state.head.map(|p| Cursor::new(state.epoch, p)),
+                    retained: state.events.len(),
+                }
+            }
+        })
     }
 
     async fn read(
@@ -225,7 +297,7 @@ impl Broker for InProcessBroker {
 mod tests {
     use super::*;
     use crate::hub::Live;
-    use herald_core::{ChannelName, EventData, EventType, TenantSlug};
+    use herald_core::{ChannelName, Event, EventData, EventType, TenantSlug};
 
     fn key() -> ChannelKey {
         ChannelKey::new(

@@ -29,7 +29,10 @@ use redis::{Script, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{Hub, LiveEvent, Subscription};
-use crate::{Broker, BrokerError, ChannelKey, Gap, History, Retention, StoredEvent, Target};
+use crate::{
+    Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, Gap, History, Idempotency,
+    StoredEvent, Target,
+};
 use herald_core::{ChannelName, TenantSlug};
 
 const HUB_CAPACITY: usize = 1024;
@@ -217,34 +220,63 @@ local function trim_age(stream, ttl_ms, now_ms)
 end
 "#;
 
-/// KEYS: stream, meta. ARGV: announce channel, max_len, ttl_ms, fresh epoch, event type, data,
-/// stream expiry (s), meta expiry (s). Returns {epoch, id}.
+/// Appends one event; returns {epoch, id}. `fresh_epoch` starts a new life when the meta hash
+/// is missing (never written, expired, or lost with Redis's data).
+const LUA_APPEND_ONE: &str = r#"
+local function append_one(stream, meta, announce, max_len, ttl_ms, fresh_epoch, etype, data, stream_exp, meta_exp)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then
+    -- A stream without its meta belongs to no known life: start the new life empty.
+    epoch = fresh_epoch
+    redis.call('DEL', stream)
+    redis.call('HSET', meta, 'epoch', epoch)
+  end
+  local id = redis.call('XADD', stream, '*', 'e', etype, 'd', data)
+  local trimmed = nil
+  max_len = tonumber(max_len)
+  local len = redis.call('XLEN', stream)
+  if len > max_len then
+    local dropped = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - max_len)
+    trimmed = dropped[#dropped][1]
+    redis.call('XTRIM', stream, 'MAXLEN', max_len)
+  end
+  local ms = id_parts(id)
+  trimmed = trim_age(stream, tonumber(ttl_ms), ms) or trimmed
+  if trimmed then redis.call('HSET', meta, 'trimmed', trimmed) end
+  redis.call('HSET', meta, 'last', id, 'ttl', ttl_ms)
+  redis.call('EXPIRE', stream, stream_exp)
+  redis.call('EXPIRE', meta, meta_exp)
+  redis.call('PUBLISH', announce, epoch .. '\n' .. id .. '\n' .. etype .. '\n' .. data)
+  return {epoch, id}
+end
+"#;
+
+/// KEYS: idempotency key, then stream and meta of each event. ARGV: fingerprint ('' for none),
+/// idempotency TTL (s), event count, then per event: announce channel, max_len, ttl_ms, fresh
+/// epoch, type, data, stream expiry (s), meta expiry (s).
+/// Returns {'fresh' | 'repeat' | 'conflict', 'epoch:id,epoch:id,...'}.
 const LUA_APPEND: &str = r#"
-local stream, meta = KEYS[1], KEYS[2]
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
-  -- A stream without its meta belongs to no known life: start the new life empty.
-  epoch = ARGV[4]
-  redis.call('DEL', stream)
-  redis.call('HSET', meta, 'epoch', epoch)
+local idem, fp = KEYS[1], ARGV[1]
+if fp ~= '' then
+  local prev = redis.call('GET', idem)
+  if prev then
+    local nl = string.find(prev, '\n', 1, true)
+    if nl and string.sub(prev, 1, nl - 1) == fp then
+      return {'repeat', string.sub(prev, nl + 1)}
+    end
+    return {'conflict', ''}
+  end
 end
-local id = redis.call('XADD', stream, '*', 'e', ARGV[5], 'd', ARGV[6])
-local trimmed = nil
-local max_len = tonumber(ARGV[2])
-local len = redis.call('XLEN', stream)
-if len > max_len then
-  local dropped = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - max_len)
-  trimmed = dropped[#dropped][1]
-  redis.call('XTRIM', stream, 'MAXLEN', max_len)
+local out = {}
+for i = 0, tonumber(ARGV[3]) - 1 do
+  local a = 3 + i * 8
+  local r = append_one(KEYS[2 + i * 2], KEYS[3 + i * 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+    ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+  out[#out + 1] = r[1] .. ':' .. r[2]
 end
-local ms = id_parts(id)
-trimmed = trim_age(stream, tonumber(ARGV[3]), ms) or trimmed
-if trimmed then redis.call('HSET', meta, 'trimmed', trimmed) end
-redis.call('HSET', meta, 'last', id, 'ttl', ARGV[3])
-redis.call('EXPIRE', stream, ARGV[7])
-redis.call('EXPIRE', meta, ARGV[8])
-redis.call('PUBLISH', ARGV[1], epoch .. '\n' .. id .. '\n' .. ARGV[5] .. '\n' .. ARGV[6])
-return {epoch, id}
+local joined = table.concat(out, ',')
+if fp ~= '' then redis.call('SET', idem, fp .. '\n' .. joined, 'EX', ARGV[2]) end
+return {'fresh', joined}
 "#;
 
 /// KEYS: stream, meta. ARGV: after id ('' for the start), the cursor's epoch, limit.
@@ -283,7 +315,7 @@ return {epoch, gap, entries}
 "#;
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{LUA_COMMON}{body}"))
+    Script::new(&format!("{LUA_COMMON}{LUA_APPEND_ONE}{body}"))
 }
 
 static APPEND: LazyLock<Script> = LazyLock::new(|| script(LUA_APPEND));
@@ -291,29 +323,79 @@ static READ: LazyLock<Script> = LazyLock::new(|| script(LUA_READ));
 
 #[async_trait]
 impl Broker for RedisBroker {
-    async fn append(
+    async fn append_batch(
         &self,
-        key: &ChannelKey,
-        event: &Event,
-        retention: Retention,
-    ) -> Result<Cursor, BrokerError> {
-        let (stream, meta) = self.keys(key);
-        let ttl_secs = retention.ttl.as_secs().max(1);
-        let (epoch, id): (String, String) = APPEND
-            .key(&stream)
-            .key(&meta)
-            .arg(pubsub_name(&self.prefix, key))
-            .arg(retention.max_len.max(1))
-            .arg(retention.ttl.as_millis() as u64)
-            .arg(Epoch::random().0)
-            .arg(event.event_type.as_str())
-            .arg(event.data.as_json())
-            .arg(ttl_secs)
-            .arg(ttl_secs + META_GRACE_SECS)
+        batch: &[Append],
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Appended, BrokerError> {
+        let mut invocation = APPEND.prepare_invoke();
+        match idempotency {
+            Some(i) => invocation
+                .key(format!("{}:idem:{}:{}", self.prefix, i.tenant, i.key))
+                .arg(&i.fingerprint),
+            None => invocation.key(format!("{}:idem:-", self.prefix)).arg(""),
+        };
+        invocation
+            .arg(crate::IDEMPOTENCY_TTL.as_secs())
+            .arg(batch.len());
+        for a in batch {
+            let (stream, meta) = self.keys(&a.channel);
+            let ttl_secs = a.retention.ttl.as_secs().max(1);
+            invocation
+                .key(stream)
+                .key(meta)
+                .arg(pubsub_name(&self.prefix, &a.channel))
+                .arg(a.retention.max_len.max(1))
+                .arg(a.retention.ttl.as_millis() as u64)
+                .arg(Epoch::random().0)
+                .arg(a.event.event_type.as_str())
+                .arg(a.event.data.as_json())
+                .arg(ttl_secs)
+                .arg(ttl_secs + META_GRACE_SECS);
+        }
+        let (outcome, cursors): (String, String) = invocation
             .invoke_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
-        Ok(Cursor::new(parse_epoch(&epoch)?, parse_id(&id)?))
+        let parse = || -> Result<Vec<Cursor>, BrokerError> {
+            cursors
+                .split(',')
+                .map(|c| {
+                    let (epoch, id) = c
+                        .split_once(':')
+                        .ok_or_else(|| BrokerError::Protocol(format!("bad cursor list {c:?}")))?;
+                    Ok(Cursor::new(parse_epoch(epoch)?, parse_id(id)?))
+                })
+                .collect()
+        };
+        match outcome.as_str() {
+            "fresh" => Ok(Appended::Fresh(parse()?)),
+            "repeat" => Ok(Appended::Repeat(parse()?)),
+            "conflict" => Ok(Appended::Conflict),
+            other => Err(BrokerError::Protocol(format!(
+                "unknown append outcome {other:?}"
+            ))),
+        }
+    }
+
+    async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
+        let (stream, meta) = self.keys(key);
+        let mut con = self.con.clone();
+        let ((epoch, last), retained): ((Option<String>, Option<String>), usize) = redis::pipe()
+            .cmd("HMGET")
+            .arg(&meta)
+            .arg("epoch")
+            .arg("last")
+            .cmd("XLEN")
+            .arg(&stream)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let last = match (epoch, last) {
+            (Some(e), Some(l)) => Some(Cursor::new(parse_epoch(&e)?, parse_id(&l)?)),
+            _ => None,
+        };
+        Ok(ChannelInfo { last, retained })
     }
 
     async fn read(

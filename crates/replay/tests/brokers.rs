@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use herald_core::{ChannelName, Cursor, Epoch, Event, EventData, EventType, Position, TenantSlug};
 use herald_replay::{
-    Broker, ChannelKey, Gap, InProcessBroker, Live, RedisBroker, RedisConfig, Retention, Target,
+    Append, Appended, Broker, ChannelKey, Gap, Idempotency, InProcessBroker, Live, RedisBroker,
+    RedisConfig, Retention, Target,
 };
 use tokio::sync::broadcast::error::RecvError;
 
@@ -98,6 +99,9 @@ on_both!(
     a_cursor_of_another_channel_is_never_placed,
     ending_streams_closes_subscriptions_of_the_target_only,
     deleting_history_starts_a_new_life,
+    batches_append_in_order_across_channels,
+    idempotent_appends_happen_once_however_many_race,
+    channel_info_reports_head_and_retained,
 );
 
 async fn resume_reads_exactly_the_missed_events(b: Arc<impl Broker>) {
@@ -276,4 +280,95 @@ async fn deleting_history_starts_a_new_life(b: Arc<impl Broker>) {
     assert_ne!(new.epoch, old.epoch);
     b.delete_history(&Target::Channel(key("c"))).await.unwrap();
     assert!(b.read(&key("c"), None, 10).await.unwrap().events.is_empty());
+}
+
+fn append(channel: &str, n: u64) -> Append {
+    Append {
+        channel: key(channel),
+        event: ev(n),
+        retention: keep(100),
+    }
+}
+
+async fn batches_append_in_order_across_channels(b: Arc<impl Broker>) {
+    let batch = [append("a", 1), append("b", 2), append("a", 3)];
+    let Appended::Fresh(cursors) = b.append_batch(&batch, None).await.unwrap() else {
+        panic!("a batch without a key is always fresh");
+    };
+    assert_eq!(cursors.len(), 3);
+    assert!(cursors[0].position < cursors[2].position);
+    let a = b.read(&key("a"), None, 10).await.unwrap();
+    assert_eq!(
+        a.events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+        vec![ev(1), ev(3)]
+    );
+    assert_eq!(a.cursor_of(&a.events[1]), cursors[2]);
+    let bb = b.read(&key("b"), None, 10).await.unwrap();
+    assert_eq!(bb.cursor_of(&bb.events[0]), cursors[1]);
+}
+
+async fn idempotent_appends_happen_once_however_many_race(b: Arc<impl Broker>) {
+    let idem = Idempotency {
+        tenant: TenantSlug::parse("acme").unwrap(),
+        key: "order-42".into(),
+        fingerprint: "f1".into(),
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (b, idem) = (b.clone(), idem.clone());
+        tasks.push(tokio::spawn(async move {
+            b.append_batch(&[append("c", 7)], Some(&idem))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut fresh = 0;
+    let mut cursors = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Appended::Fresh(c) => {
+                fresh += 1;
+                cursors.push(c);
+            }
+            Appended::Repeat(c) => cursors.push(c),
+            Appended::Conflict => panic!("same fingerprint"),
+        }
+    }
+    assert_eq!(fresh, 1);
+    assert!(
+        cursors.windows(2).all(|w| w[0] == w[1]),
+        "every answer is the first one"
+    );
+    assert_eq!(b.read(&key("c"), None, 10).await.unwrap().events.len(), 1);
+    let other = Idempotency {
+        fingerprint: "f2".into(),
+        ..idem.clone()
+    };
+    assert_eq!(
+        b.append_batch(&[append("c", 8)], Some(&other))
+            .await
+            .unwrap(),
+        Appended::Conflict
+    );
+    let other_tenant = Idempotency {
+        tenant: TenantSlug::parse("other").unwrap(),
+        ..idem
+    };
+    assert!(matches!(
+        b.append_batch(&[append("c", 9)], Some(&other_tenant))
+            .await
+            .unwrap(),
+        Appended::Fresh(_)
+    ));
+}
+
+async fn channel_info_reports_head_and_retained(b: Arc<impl Broker>) {
+    let info = b.channel_info(&key("c")).await.unwrap();
+    assert_eq!((info.last, info.retained), (None, 0));
+    for n in 0..4 {
+        b.append(&key("c"), &ev(n), keep(3)).await.unwrap();
+    }
+    let last = b.append(&key("c"), &ev(4), keep(3)).await.unwrap();
+    let info = b.channel_info(&key("c")).await.unwrap();
+    assert_eq!((info.last, info.retained), (Some(last), 3));
 }
