@@ -4,4 +4,5 @@ mod faults;
 mod multi;
 mod publish;
 mod replay;
+mod tokens;
 mod wire;

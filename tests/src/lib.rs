@@ -18,6 +18,37 @@ use tokio_util::sync::CancellationToken;
 
 pub use sse::{SseEvent, SseStream};
 
+/// Name constructors for tests, where the input is known to be valid.
+pub mod herald_core_names {
+    pub fn slug(s: &str) -> herald_core::TenantSlug {
+        herald_core::TenantSlug::parse(s).expect("a valid slug")
+    }
+
+    pub fn channel(s: &str) -> herald_core::ChannelName {
+        herald_core::ChannelName::parse(s).expect("a valid channel name")
+    }
+}
+
+/// Signs a subscriber token as a tenant's own server would.
+pub fn sign_token(kid: Option<&str>, secret: &str, claims: &serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a token")
+}
+
+/// Seconds since the epoch, for `exp` claims.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// Which parts the server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -175,6 +206,46 @@ impl TestApp {
         self.server = Some(tokio::spawn(async move {
             app.run().await.map_err(|e| format!("{e:#}"))
         }));
+    }
+
+    /// The control-plane store the server uses, for arranging what the admin API would.
+    pub async fn store(&self) -> herald_store::Store {
+        herald_store::Store::connect(self.db.url())
+            .await
+            .expect("the test database")
+    }
+
+    /// Makes a channel private (before anything has asked the edge about it: the edge caches
+    /// channel settings for a second).
+    pub async fn make_private(&self, slug: &str, channel: &str) {
+        let store = self.store().await;
+        let tenant = store
+            .tenant_by_slug(&herald_core_names::slug(slug))
+            .await
+            .unwrap()
+            .expect("the tenant");
+        let settings = herald_store::ChannelSettings {
+            visibility: herald_store::Visibility::Private,
+            ..store
+                .channel_settings(tenant.id, &herald_core_names::channel(channel))
+                .await
+                .unwrap()
+        };
+        store
+            .put_channel(tenant.id, &herald_core_names::channel(channel), &settings)
+            .await
+            .unwrap();
+    }
+
+    /// The tenant's signing keys, newest first.
+    pub async fn signing_keys(&self, slug: &str) -> Vec<herald_store::SigningKey> {
+        let store = self.store().await;
+        let tenant = store
+            .tenant_by_slug(&herald_core_names::slug(slug))
+            .await
+            .unwrap()
+            .expect("the tenant");
+        store.signing_keys(tenant.id).await.unwrap()
     }
 
     /// Signs up an account owning `slug`, logging the app's client in.

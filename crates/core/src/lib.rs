@@ -16,6 +16,7 @@ pub use error::ErrorCode;
 pub use event::{Event, EventData, InvalidData};
 pub use multi::{channel_hash, MultiCursor};
 pub use names::{
-    ApiKeySecret, ChannelName, Email, EventType, InvalidName, KeyId, Password, Scope, TenantSlug,
+    parse_channel_pattern, ApiKeySecret, ChannelName, Email, EventType, InvalidName, KeyId,
+    Password, Scope, TenantSlug,
 };
 pub use problem::Problem;

@@ -103,6 +103,15 @@ string_newtype!(
 impl ChannelName {
     pub const MAX_LEN: usize = 128;
 
+    /// The user of a personal channel `<name>@<user>` (split at the first `@`): such a channel
+    /// is private by construction and only a token whose `sub` is that user may subscribe.
+    pub fn personal_user(&self) -> Option<&str> {
+        match self.0.split_once('@') {
+            Some((name, user)) if !name.is_empty() && !user.is_empty() => Some(user),
+            _ => None,
+        }
+    }
+
     /// Whether a channel pattern grants this channel: the same name, or a prefix followed by
     /// `*` as the pattern's last character (`team:7:*`).
     pub fn matches(&self, pattern: &str) -> bool {
@@ -248,6 +257,23 @@ impl ApiKeySecret {
 impl fmt::Debug for ApiKeySecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ApiKeySecret({}{}…)", Self::PREFIX, self.key_id())
+    }
+}
+
+/// A channel pattern as tokens and API keys carry it: a channel name, or a prefix of one
+/// followed by `*` as the last character (`team:7:*`, or `*` for every channel).
+pub fn parse_channel_pattern(p: &str) -> Result<String, InvalidName> {
+    let prefix = p.strip_suffix('*').unwrap_or(p);
+    let valid = !p.is_empty()
+        && !prefix.contains('*')
+        && (prefix.is_empty() || ChannelName::parse(prefix).is_ok());
+    if valid {
+        Ok(p.to_owned())
+    } else {
+        Err(InvalidName::new(
+            "channel pattern",
+            "a channel name, optionally ending in * (only as the last character)",
+        ))
     }
 }
 
@@ -408,6 +434,11 @@ mod tests {
         assert!(!c.matches("team:7"));
         assert!(!c.matches("team:8:*"));
         assert!(!c.matches("team:*:chat"));
+        let personal = ChannelName::parse("notifications@ann@example.com").unwrap();
+        assert_eq!(personal.personal_user(), Some("ann@example.com"));
+        assert_eq!(ChannelName::parse("a@").unwrap().personal_user(), None);
+        assert_eq!(ChannelName::parse("@a").unwrap().personal_user(), None);
+        assert_eq!(c.personal_user(), None);
     }
 
     #[test]

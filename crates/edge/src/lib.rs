@@ -4,22 +4,23 @@
 //! connection (authentication, tenant lookup, joining the hub) or once per event (encoding); a
 //! delivery to one more subscriber costs a reference count and a socket write.
 
+mod cors;
 mod error;
+mod history;
 mod publish;
 mod subscribe;
+mod tokens;
 pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderName, Method};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use herald_core::ErrorCode;
 use herald_replay::Broker;
 use herald_store::Store;
 use tokio_util::sync::CancellationToken;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::{problem_response, ApiError};
 pub use view::ControlView;
@@ -90,28 +91,30 @@ impl std::ops::Deref for EdgeState {
 
 /// The `/v1` routes.
 pub fn router(state: EdgeState) -> Router {
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::any())
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            HeaderName::from_static("idempotency-key"),
-            HeaderName::from_static("last-event-id"),
-        ])
-        .max_age(Duration::from_secs(600));
     Router::new()
         .route(
             "/v1/{tenant}/channels/{channel}/events",
             get(subscribe::one_channel).post(publish::one_event),
         )
-        .route("/v1/{tenant}/events", get(subscribe::several_channels))
+        .route(
+            "/v1/{tenant}/events",
+            get(subscribe::several_channels).post(publish::batch),
+        )
+        .route("/v1/{tenant}/tokens", post(tokens::mint))
+        .route(
+            "/v1/{tenant}/channels/{channel}/history",
+            get(history::history),
+        )
+        .route("/v1/{tenant}/channels/{channel}", get(history::info))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,
                 "method not allowed on this path",
             )
         })
-        .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::cors,
+        ))
         .with_state(state)
 }

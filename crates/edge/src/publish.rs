@@ -1,8 +1,11 @@
-//! `POST /v1/{tenant}/channels/{channel}/events`: publish one event.
+//! Publishing: `POST /v1/{tenant}/channels/{channel}/events` (one event) and
+//! `POST /v1/{tenant}/events` (a batch of up to 100, all or nothing).
 //!
-//! A 201 is answered only once the broker has stored the event (and so announced it): a
-//! publisher that got its 201 can rely on every current subscriber receiving the event and on
-//! any resuming subscriber finding it in history.
+//! A 201 is answered only once the broker has stored the events (and so announced them): a
+//! publisher that got its 201 can rely on every current subscriber receiving them and on any
+//! resuming subscriber finding them in history. With an `Idempotency-Key`, a repeat within 24 h
+//! answers the first response again and publishes nothing; the broker decides that atomically
+//! with the append, so concurrent repeats cannot both publish.
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -11,21 +14,40 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use herald_core::{
-    ApiKeySecret, ChannelName, ErrorCode, Event, EventData, EventType, Scope, TenantSlug,
+    ApiKeySecret, ChannelName, Cursor, ErrorCode, Event, EventData, EventType, Scope, TenantSlug,
 };
-use herald_replay::{ChannelKey, Retention};
-use herald_store::ApiKeyAuth;
+use herald_replay::{Append, Appended, ChannelKey, Idempotency, Retention};
+use herald_store::{ApiKeyAuth, ChannelSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::{ApiError, EdgeState};
 
 /// The largest event data accepted, measured as rendered on the `data:` lines.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// The most events one batch may carry.
+pub const MAX_BATCH: usize = 100;
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PublishBody {
+    event: Option<String>,
+    data: Box<RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    events: Vec<BatchEvent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchEvent {
+    channel: String,
     event: Option<String>,
     data: Box<RawValue>,
 }
@@ -36,47 +58,201 @@ struct Published<'a> {
     id: String,
 }
 
+#[derive(Serialize)]
+struct BatchPublished<'a> {
+    results: Vec<Published<'a>>,
+}
+
+fn malformed_path(_: PathRejection) -> ApiError {
+    ApiError::new(ErrorCode::InvalidName, "malformed path")
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "request body too large")
+        }
+        _ => ApiError::invalid_body("could not read the request body"),
+    })
+}
+
+/// `POST /v1/{tenant}/channels/{channel}/events`
 pub async fn one_event(
     State(state): State<EdgeState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((tenant, channel)) =
-        path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
+    let Path((tenant, channel)) = path.map_err(malformed_path)?;
     let tenant = TenantSlug::parse(&tenant)?;
     let channel = ChannelName::parse(&channel)?;
     let key = authenticate(&state, &headers, &tenant, Scope::Publish).await?;
     check_channel(&key, &channel)?;
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(ErrorCode::PayloadTooLarge, "request body too large")
-        }
-        _ => ApiError::invalid_body("could not read the request body"),
-    })?;
-    let event = parse_event(&headers, &body)?;
-    if event.data.rendered().len() > MAX_MESSAGE_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("event data is over {MAX_MESSAGE_BYTES} bytes"),
-        ));
-    }
-    let key = ChannelKey::new(tenant, channel);
-    let cursor = state
-        .broker
-        .append(&key, &event, Retention::default())
-        .await?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let event = parse_event(&headers, &read_body(body)?)?;
+    check_size(&event, None)?;
+    let channels = vec![channel];
+    let cursors = append(
+        &state,
+        &key,
+        &tenant,
+        &channels,
+        vec![event],
+        idempotency_key,
+        "one",
+    )
+    .await?;
     let answer = Published {
-        channel: &key.channel,
-        id: cursor.to_string(),
+        channel: &channels[0],
+        id: cursors[0].to_string(),
     };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-/// The event of a request body: JSON `{"event"?, "data"}`, or a `text/plain` body as the data
-/// of a `message` event.
-fn parse_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, ApiError> {
-    let media_type = headers
+/// `POST /v1/{tenant}/events`
+pub async fn batch(
+    State(state): State<EdgeState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Path(tenant) = path.map_err(malformed_path)?;
+    let tenant = TenantSlug::parse(&tenant)?;
+    let key = authenticate(&state, &headers, &tenant, Scope::Publish).await?;
+    let idempotency_key = idempotency_key(&headers)?;
+    require_json(&headers)?;
+    let body: BatchBody = serde_json::from_slice(&read_body(body)?)
+        .map_err(|e| ApiError::invalid_body(format!("invalid JSON body: {e}")))?;
+    if body.events.is_empty() || body.events.len() > MAX_BATCH {
+        return Err(ApiError::invalid_body(format!(
+            "a batch holds 1 to {MAX_BATCH} events"
+        )));
+    }
+    let mut channels = Vec::with_capacity(body.events.len());
+    let mut events = Vec::with_capacity(body.events.len());
+    for (i, e) in body.events.iter().enumerate() {
+        let at = |err: ApiError| ApiError {
+            detail: format!("events[{i}]: {}", err.detail),
+            ..err
+        };
+        let channel = ChannelName::parse(&e.channel).map_err(|err| at(err.into()))?;
+        check_channel(&key, &channel).map_err(at)?;
+        let event = json_event(e.event.as_deref(), &e.data).map_err(at)?;
+        check_size(&event, Some(i))?;
+        channels.push(channel);
+        events.push(event);
+    }
+    let cursors = append(
+        &state,
+        &key,
+        &tenant,
+        &channels,
+        events,
+        idempotency_key,
+        "batch",
+    )
+    .await?;
+    let results = channels
+        .iter()
+        .zip(&cursors)
+        .map(|(channel, c)| Published {
+            channel,
+            id: c.to_string(),
+        })
+        .collect();
+    Ok((StatusCode::CREATED, Json(BatchPublished { results })).into_response())
+}
+
+/// Appends with each channel's retention; answers the cursors, fresh or remembered.
+async fn append(
+    state: &EdgeState,
+    key: &ApiKeyAuth,
+    tenant: &TenantSlug,
+    channels: &[ChannelName],
+    events: Vec<Event>,
+    idempotency_key: Option<String>,
+    kind: &str,
+) -> Result<Vec<Cursor>, ApiError> {
+    let mut batch = Vec::with_capacity(events.len());
+    for (channel, event) in channels.iter().zip(events) {
+        let settings = state.view.channel(key.tenant_id, channel).await?;
+        batch.push(Append {
+            channel: ChannelKey::new(tenant.clone(), channel.clone()),
+            event,
+            retention: retention(&settings),
+        });
+    }
+    let idempotency = idempotency_key.map(|k| Idempotency {
+        tenant: tenant.clone(),
+        key: k,
+        fingerprint: fingerprint(kind, &batch),
+    });
+    match state
+        .broker
+        .append_batch(&batch, idempotency.as_ref())
+        .await?
+    {
+        Appended::Fresh(c) | Appended::Repeat(c) => Ok(c),
+        Appended::Conflict => Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was used for a different request",
+        )),
+    }
+}
+
+pub(crate) fn retention(settings: &ChannelSettings) -> Retention {
+    Retention {
+        max_len: settings.history_size.max(1),
+        ttl: std::time::Duration::from_secs(u64::from(settings.history_ttl_seconds.max(1))),
+    }
+}
+
+/// What makes two publishes "the same request": the endpoint and every event's channel, type
+/// and data (as compact JSON, so whitespace does not matter).
+fn fingerprint(kind: &str, batch: &[Append]) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    for a in batch {
+        for part in [
+            a.channel.channel.as_str(),
+            a.event.event_type.as_str(),
+            a.event.data.as_json(),
+        ] {
+            h.update([0]);
+            h.update(part.as_bytes());
+        }
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v
+        .to_str()
+        .map_err(|_| ApiError::invalid_body("Idempotency-Key must be visible ASCII"))?;
+    if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::invalid_body(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )));
+    }
+    Ok(Some(k.to_owned()))
+}
+
+fn check_size(event: &Event, index: Option<usize>) -> Result<(), ApiError> {
+    if event.data.rendered().len() > MAX_MESSAGE_BYTES {
+        let at = index.map(|i| format!("events[{i}]: ")).unwrap_or_default();
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("{at}event data is over {MAX_MESSAGE_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -85,32 +261,57 @@ fn parse_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, ApiError> {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase()
-        });
-    match media_type.as_deref() {
-        Some("text/plain") => {
-            let text = std::str::from_utf8(body)
-                .map_err(|_| ApiError::invalid_body("a text/plain body must be UTF-8"))?;
-            Ok(Event {
-                event_type: EventType::message(),
-                data: EventData::from_text(text),
-            })
-        }
-        None | Some("application/json") => {
-            let parsed: PublishBody = serde_json::from_slice(body)
-                .map_err(|e| ApiError::invalid_body(format!("invalid JSON body: {e}")))?;
-            let event_type = match parsed.event {
-                Some(t) => EventType::parse(&t)?,
-                None => EventType::message(),
-            };
-            let data = EventData::from_raw(&parsed.data)
-                .map_err(|_| ApiError::invalid_body("`data` is not valid JSON"))?;
-            Ok(Event { event_type, data })
-        }
+        })
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers).as_deref() {
+        None | Some("application/json") => Ok(()),
         Some(other) => Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
-            format!("unsupported content type {other:?}; use application/json or text/plain"),
+            format!("unsupported content type {other:?}; use application/json"),
         )),
     }
+}
+
+/// The event of a request body: JSON `{"event"?, "data"}`, or a `text/plain` body as the data
+/// of a `message` event.
+fn parse_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, ApiError> {
+    if media_type(headers).as_deref() == Some("text/plain") {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| ApiError::invalid_body("a text/plain body must be UTF-8"))?;
+        return Ok(Event {
+            event_type: EventType::message(),
+            data: EventData::from_text(text),
+        });
+    }
+    require_json(headers).map_err(|e| ApiError {
+        detail: format!("{}, or text/plain", e.detail),
+        ..e
+    })?;
+    let parsed: PublishBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_body(format!("invalid JSON body: {e}")))?;
+    json_event(parsed.event.as_deref(), &parsed.data)
+}
+
+fn json_event(event_type: Option<&str>, data: &RawValue) -> Result<Event, ApiError> {
+    let event_type = match event_type {
+        Some(t) => EventType::parse(t)?,
+        None => EventType::message(),
+    };
+    let data = EventData::from_raw(data)
+        .map_err(|_| ApiError::invalid_body("`data` is not valid JSON"))?;
+    Ok(Event { event_type, data })
+}
+
+/// The `Authorization: Bearer` credential, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
 }
 
 /// Checks the request's API key: well-formed, known, not revoked, of this tenant (a key of
@@ -121,15 +322,11 @@ pub(crate) async fn authenticate(
     tenant: &TenantSlug,
     scope: Scope,
 ) -> Result<ApiKeyAuth, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::unauthorized("an API key is required: Authorization: Bearer hk_...")
-        })?;
-    let secret = ApiKeySecret::parse(token.trim())
-        .map_err(|_| ApiError::unauthorized("malformed API key"))?;
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized("an API key is required: Authorization: Bearer hk_...")
+    })?;
+    let secret =
+        ApiKeySecret::parse(token).map_err(|_| ApiError::unauthorized("malformed API key"))?;
     let key = state
         .view
         .api_key(&secret.key_id())
@@ -142,7 +339,15 @@ pub(crate) async fn authenticate(
             format!("this API key lacks the `{}` scope", scope.as_str()),
         ));
     }
-    Ok(key)
+    match state.view.tenant(tenant).await? {
+        Some(t) if t.suspended_at.is_some() => Err(suspended()),
+        Some(_) => Ok(key),
+        None => Err(ApiError::unauthorized("unknown or revoked API key")),
+    }
+}
+
+pub(crate) fn suspended() -> ApiError {
+    ApiError::new(ErrorCode::TenantSuspended, "this tenant is suspended")
 }
 
 /// Refuses a channel outside the key's channel patterns, if it has any.

@@ -33,7 +33,9 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::tokens::Credential;
 use crate::{ApiError, EdgeState};
+use herald_store::Visibility;
 
 /// Events read from history per round trip while catching up.
 const PAGE: usize = 256;
@@ -114,8 +116,21 @@ async fn open(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    if state.view.tenant(&tenant).await?.is_none() {
-        return Err(ApiError::new(ErrorCode::NotFound, "no such tenant"));
+    let tenant_row = state
+        .view
+        .tenant(&tenant)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such tenant"))?;
+    if tenant_row.suspended_at.is_some() {
+        return Err(crate::publish::suspended());
+    }
+    let token = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    let credential = Credential::of(&state, &tenant_row, headers, token.as_deref()).await?;
+    for channel in &channels {
+        let settings = state.view.channel(tenant_row.id, channel).await?;
+        credential.check(channel, settings.visibility == Visibility::Private)?;
     }
     let resume = requested_cursor(headers, query);
     let mut pending = VecDeque::new();

@@ -7,8 +7,8 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use herald_core::{KeyId, TenantSlug};
-use herald_store::{ApiKeyAuth, Store, StoreError, Tenant};
+use herald_core::{ChannelName, KeyId, TenantSlug};
+use herald_store::{ApiKeyAuth, ChannelSettings, SigningKey, Store, StoreError, Tenant, TenantId};
 
 /// How long an answer from the store is trusted.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -56,6 +56,8 @@ pub struct ControlView {
     store: Store,
     tenants: Cache<TenantSlug, Option<Tenant>>,
     keys: Cache<KeyId, Option<ApiKeyAuth>>,
+    channels: Cache<(TenantId, ChannelName), ChannelSettings>,
+    signing_keys: Cache<TenantId, Vec<SigningKey>>,
 }
 
 impl ControlView {
@@ -64,6 +66,8 @@ impl ControlView {
             store,
             tenants: Cache::new(),
             keys: Cache::new(),
+            channels: Cache::new(),
+            signing_keys: Cache::new(),
         }
     }
 
@@ -82,6 +86,31 @@ impl ControlView {
         }
         let k = self.store.api_key_auth(id).await?;
         self.keys.put(id.clone(), k.clone());
+        Ok(k)
+    }
+
+    /// A channel's settings (its own, or the tenant's defaults).
+    pub async fn channel(
+        &self,
+        tenant: TenantId,
+        channel: &ChannelName,
+    ) -> Result<ChannelSettings, StoreError> {
+        let key = (tenant, channel.clone());
+        if let Some(c) = self.channels.get(&key) {
+            return Ok(c);
+        }
+        let c = self.store.channel_settings(tenant, channel).await?;
+        self.channels.put(key, c.clone());
+        Ok(c)
+    }
+
+    /// The tenant's signing keys that still verify, newest first.
+    pub async fn signing_keys(&self, tenant: TenantId) -> Result<Vec<SigningKey>, StoreError> {
+        if let Some(k) = self.signing_keys.get(&tenant) {
+            return Ok(k);
+        }
+        let k = self.store.signing_keys(tenant).await?;
+        self.signing_keys.put(tenant, k.clone());
         Ok(k)
     }
 

@@ -191,6 +191,14 @@ impl Hub {
         idle
     }
 
+    /// Local subscribers of every channel the hub follows.
+    pub fn counts(&self) -> Vec<(ChannelKey, usize)> {
+        self.lock()
+            .iter()
+            .map(|(k, e)| (k.clone(), e.tx.receiver_count()))
+            .collect()
+    }
+
     /// Local subscribers of a channel.
     pub fn subscribers(&self, key: &ChannelKey) -> usize {
         self.lock().get(key).map_or(0, |e| e.tx.receiver_count())

@@ -205,6 +205,10 @@ pub trait Broker: Send + Sync + 'static {
         }
     }
 
+    /// Subscribers of the channel on every process (a process's count may lag by a couple of
+    /// seconds; a process that died stops counting within seconds).
+    async fn subscribers(&self, channel: &ChannelKey) -> Result<usize, BrokerError>;
+
     /// The channel's newest cursor and how many events it retains.
     async fn channel_info(&self, channel: &ChannelKey) -> Result<ChannelInfo, BrokerError>;
 

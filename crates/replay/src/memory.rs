@@ -210,6 +210,10 @@ impl Broker for InProcessBroker {
         Ok(Appended::Fresh(cursors))
     }
 
+    async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
+        Ok(self.hub.subscribers(key))
+    }
+
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
         Ok(match self.existing(key) {
             None => ChannelInfo {

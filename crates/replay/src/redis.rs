@@ -38,6 +38,10 @@ use herald_core::{ChannelName, TenantSlug};
 const HUB_CAPACITY: usize = 1024;
 /// How long a command may take before the broker counts as unavailable.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a process publishes its subscriber counts and proves it is alive.
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+/// A process that has not proved it is alive for this long no longer counts.
+const ALIVE_SECS: u64 = 10;
 /// How long the meta hash outlives the last event of a quiet channel, so that old cursors are
 /// still told "truncated" rather than "unknown".
 const META_GRACE_SECS: u64 = 7 * 86_400;
@@ -53,6 +57,8 @@ pub struct RedisConfig {
 /// A broker on Redis, shared by every edge process of a cluster.
 pub struct RedisBroker {
     con: ConnectionManager,
+    /// This process's id in subscriber counts.
+    process: String,
     prefix: String,
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
@@ -111,7 +117,11 @@ impl RedisBroker {
             up: AtomicBool::new(true),
         });
         let (commands, rx) = mpsc::channel(1024);
+        let process = format!("{:016x}", rand::random::<u64>());
         let actor = PubSubActor {
+            con: con.clone(),
+            process: process.clone(),
+            reported: HashMap::new(),
             client,
             shared: shared.clone(),
             prefix: config.prefix.clone(),
@@ -121,6 +131,7 @@ impl RedisBroker {
         tokio::spawn(actor.run((sink, stream)));
         Ok(Arc::new(Self {
             con,
+            process,
             prefix: config.prefix,
             shared,
             commands,
@@ -149,8 +160,17 @@ impl RedisBroker {
     }
 }
 
+/// Per channel: a hash of process id → that process's subscriber count.
+fn subscribers_key(prefix: &str, key: &ChannelKey) -> String {
+    format!("{prefix}:{{{key}}}:n")
+}
+
 fn pubsub_name(prefix: &str, key: &ChannelKey) -> String {
     format!("{prefix}:ev:{key}")
+}
+
+fn alive_key(prefix: &str, process: &str) -> String {
+    format!("{prefix}:alive:{process}")
 }
 
 fn control_name(prefix: &str) -> String {
@@ -378,6 +398,33 @@ impl Broker for RedisBroker {
         }
     }
 
+    async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
+        let mut con = self.con.clone();
+        let counts: HashMap<String, usize> = redis::cmd("HGETALL")
+            .arg(subscribers_key(&self.prefix, key))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        // Our own count is read fresh; others' as they last reported, if still alive.
+        let others: Vec<(&String, &usize)> =
+            counts.iter().filter(|(p, _)| **p != self.process).collect();
+        let mut total = self.shared.hub.subscribers(key);
+        if !others.is_empty() {
+            let mut check = redis::pipe();
+            for (p, _) in &others {
+                check.cmd("EXISTS").arg(alive_key(&self.prefix, p));
+            }
+            let alive: Vec<bool> = check.query_async(&mut con).await.map_err(unavailable)?;
+            total += others
+                .iter()
+                .zip(alive)
+                .filter(|(_, a)| *a)
+                .map(|((_, n), _)| **n)
+                .sum::<usize>();
+        }
+        Ok(total)
+    }
+
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
         let (stream, meta) = self.keys(key);
         let mut con = self.con.clone();
@@ -556,6 +603,10 @@ fn parse_announcement(payload: &[u8]) -> Option<(Cursor, Event)> {
 /// The one task that owns the pub/sub connection.
 struct PubSubActor {
     client: redis::Client,
+    con: ConnectionManager,
+    process: String,
+    /// The counts last written for this process, so only changes are written.
+    reported: HashMap<ChannelKey, usize>,
     shared: Arc<Shared>,
     prefix: String,
     commands: mpsc::Receiver<Command>,
@@ -634,8 +685,14 @@ impl PubSubActor {
         mut stream: PubSubStream,
     ) -> std::ops::ControlFlow<()> {
         let mut sweep = tokio::time::interval(Duration::from_secs(5));
+        let mut report = tokio::time::interval(REPORT_EVERY);
         loop {
             tokio::select! {
+                _ = report.tick() => {
+                    if let Err(e) = tokio::time::timeout(COMMAND_TIMEOUT, self.report()).await.map_err(unavailable).and_then(|r| r) {
+                        tracing::debug!(error = %e, "cannot report subscriber counts");
+                    }
+                }
                 msg = stream.next() => {
                     let Some(msg) = msg else { return std::ops::ControlFlow::Continue(()) };
                     self.announce(msg.get_channel_name(), msg.get_payload_bytes());
@@ -704,6 +761,42 @@ impl PubSubActor {
                 .insert(pubsub_name(&self.prefix, &key), key.clone());
             let _ = reply.send(self.shared.hub.join_or_create(&key, head, false));
         }
+        Ok(())
+    }
+
+    /// Proves this process alive and writes the subscriber counts that changed.
+    async fn report(&mut self) -> Result<(), BrokerError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(alive_key(&self.prefix, &self.process))
+            .arg(1)
+            .arg("EX")
+            .arg(ALIVE_SECS)
+            .ignore();
+        let now: HashMap<ChannelKey, usize> = self
+            .shared
+            .hub
+            .counts()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        for (key, n) in &now {
+            if self.reported.get(key) != Some(n) {
+                let k = subscribers_key(&self.prefix, key);
+                pipe.cmd("HSET").arg(&k).arg(&self.process).arg(*n).ignore();
+                pipe.cmd("EXPIRE").arg(&k).arg(86_400).ignore();
+            }
+        }
+        for key in self.reported.keys().filter(|k| !now.contains_key(*k)) {
+            pipe.cmd("HDEL")
+                .arg(subscribers_key(&self.prefix, key))
+                .arg(&self.process)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        self.reported = now;
         Ok(())
     }
 
