@@ -1,56 +1,121 @@
-//! Sign-up, login, logout and `me`.
+//! Sign-up, login (throttled per IP and per email), logout, `me` and password changes.
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use herald_core::{Email, Password, TenantSlug};
+use herald_core::{Email, ErrorCode, Password, TenantSlug};
 use herald_edge::ApiError;
 use herald_store::Account;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
 
-use crate::auth::{self, Session};
+use crate::auth::{self, ClientIp, Session};
 use crate::json::Json;
-use crate::tenants::TenantView;
+use crate::tenants::{apply_default_plan, parse_name, TenantView};
 use crate::{store_error, AdminState};
 
-#[derive(Deserialize)]
+/// Failed logins allowed per IP address and per email within [`LOGIN_WINDOW`].
+pub const LOGIN_FAILURES_ALLOWED: u32 = 10;
+/// The window of [`LOGIN_FAILURES_ALLOWED`].
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// A sign-up: the account and its first tenant.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ann@example.com", "password": "correct horse battery",
+    "tenant": {"slug": "acme", "name": "Acme"}}))]
 pub struct SignupBody {
+    /// The account's email; unique, case-insensitive.
     email: String,
+    /// At least 10 characters.
+    #[schema(min_length = 10)]
     password: String,
+    /// The first tenant, owned by the new account.
     tenant: NewTenant,
 }
 
-#[derive(Deserialize)]
+/// A new tenant.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"slug": "acme", "name": "Acme"}))]
 pub struct NewTenant {
+    /// Globally unique: 3 to 40 lowercase letters, digits and inner `-`.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")]
     pub slug: String,
+    /// A display name, 1 to 100 characters.
     pub name: String,
 }
 
-#[derive(Deserialize)]
+/// Credentials.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ann@example.com", "password": "correct horse battery"}))]
 pub struct LoginBody {
+    /// The account's email.
     email: String,
+    /// Its password.
     password: String,
 }
 
-#[derive(Serialize)]
-struct Me {
-    account: Account,
+/// A password change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery",
+    "new_password": "a new and longer passphrase"}))]
+pub struct PasswordChange {
+    /// The password in use.
+    current_password: String,
+    /// The new password, at least 10 characters.
+    #[schema(min_length = 10)]
+    new_password: String,
+}
+
+/// An account. Never carries the password.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "email": "ann@example.com", "created_at": "2026-03-01T12:00:00Z"}))]
+pub struct AccountView {
+    /// Assigned by the service.
+    id: i64,
+    /// Lowercased.
+    email: String,
+    /// When the account signed up.
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+}
+
+impl From<Account> for AccountView {
+    fn from(a: Account) -> Self {
+        Self {
+            id: a.id.0,
+            email: a.email.as_str().to_owned(),
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// The logged-in account and its tenants.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "account": {"id": 1, "email": "ann@example.com", "created_at": "2026-03-01T12:00:00Z"},
+    "tenants": [{"slug": "acme", "name": "Acme", "plan": "free", "allowed_origins": ["*"],
+        "suspended_at": null, "created_at": "2026-03-01T12:00:00Z", "role": "owner",
+        "channel_defaults": {"visibility": "public", "history_size": 100, "history_ttl_seconds": 86400}}]
+}))]
+pub struct Me {
+    /// The account.
+    account: AccountView,
+    /// The tenants it belongs to, oldest first.
     tenants: Vec<TenantView>,
 }
 
 /// Parses a new tenant's slug and display name (1 to 100 characters).
 pub fn parse_new_tenant(t: &NewTenant) -> Result<(TenantSlug, String), ApiError> {
     let slug = TenantSlug::parse(&t.slug)?;
-    let name = t.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid_body(
-            "tenant name must be 1 to 100 characters",
-        ));
-    }
-    Ok((slug, name.to_owned()))
+    let name = parse_name(&t.name, "tenant name")?;
+    Ok((slug, name))
 }
 
 fn credentials(email: &str, password: &str) -> Result<(Email, Password), ApiError> {
@@ -77,6 +142,11 @@ async fn with_new_session(
     Ok(response)
 }
 
+/// Sign up: an account, its first tenant, and a session cookie.
+#[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", operation_id = "signup",
+    request_body = SignupBody, security(()),
+    responses((status = 201, description = "Signed up; the session cookie is set", body = Me,
+        headers(("Set-Cookie" = String, description = "`herald_session`: HttpOnly, SameSite=Strict")))))]
 pub async fn signup(
     State(state): State<AdminState>,
     headers: HeaderMap,
@@ -90,36 +160,89 @@ pub async fn signup(
         .signup(&email, &password, &slug, &name)
         .await
         .map_err(store_error)?;
+    let tenant = apply_default_plan(&state, tenant).await?;
     tracing::info!(account = account.id.0, tenant = %tenant.slug, "signed up");
     state.view.forget_tenant(&tenant.slug);
     let me = Me {
         tenants: vec![TenantView::new(tenant, herald_store::Role::Owner)],
-        account,
+        account: account.clone().into(),
     };
-    with_new_session(&state, &me.account.clone(), StatusCode::CREATED, me).await
+    with_new_session(&state, &account, StatusCode::CREATED, me).await
 }
 
+/// Log in with email and password; sets the session cookie.
+///
+/// A wrong password and an unknown email get the same answer. Ten failures within a minute from
+/// one IP address or for one email get 429 until the minute has passed.
+#[utoipa::path(post, path = "/api/v1/login", tag = "accounts", operation_id = "login",
+    request_body = LoginBody, security(()),
+    responses((status = 200, description = "Logged in; the session cookie is set", body = AccountView,
+        headers(("Set-Cookie" = String, description = "`herald_session`: HttpOnly, SameSite=Strict")))))]
 pub async fn login(
     State(state): State<AdminState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Json(body): Json<LoginBody>,
 ) -> Result<Response, ApiError> {
     auth::check_foreign_origin(&headers, &state)?;
+    let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    throttle(&state, &ip, &body.email).await?;
     let failed = || ApiError::unauthorized("wrong email or password");
     // A malformed email or a too-short password cannot match any account; answer exactly as
     // for a wrong password.
-    let Ok((email, password)) = credentials(&body.email, &body.password) else {
+    let account = match credentials(&body.email, &body.password) {
+        Ok((email, password)) => state
+            .store
+            .verify_login(&email, &password)
+            .await
+            .map_err(store_error)?,
+        Err(_) => None,
+    };
+    let Some(account) = account else {
+        state
+            .store
+            .record_login_failure(&ip, &body.email)
+            .await
+            .map_err(store_error)?;
         return Err(failed());
     };
-    let account = state
-        .store
-        .verify_login(&email, &password)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(failed)?;
-    with_new_session(&state, &account, StatusCode::OK, &account).await
+    with_new_session(
+        &state,
+        &account,
+        StatusCode::OK,
+        AccountView::from(account.clone()),
+    )
+    .await
 }
 
+/// 429 while `ip` or `email` has had too many failed logins within the window.
+async fn throttle(state: &AdminState, ip: &str, email: &str) -> Result<(), ApiError> {
+    let counts = state
+        .store
+        .login_failures(ip, email, LOGIN_WINDOW)
+        .await
+        .map_err(store_error)?;
+    let now = OffsetDateTime::now_utc();
+    for (n, oldest) in counts {
+        if n >= LOGIN_FAILURES_ALLOWED {
+            let frees_at = oldest.unwrap_or(now) + LOGIN_WINDOW;
+            let wait = (frees_at - now).whole_seconds().max(1);
+            return Err(ApiError {
+                retry_after: Some(wait.unsigned_abs()),
+                ..ApiError::new(
+                    ErrorCode::RateLimited,
+                    "too many failed logins; retry later",
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Log out: ends the session on the server and clears the cookie.
+#[utoipa::path(post, path = "/api/v1/logout", tag = "accounts", operation_id = "logout",
+    security(("session" = [])),
+    responses((status = 204, description = "Logged out")))]
 pub async fn logout(
     State(state): State<AdminState>,
     session: Session,
@@ -136,6 +259,10 @@ pub async fn logout(
     Ok(response)
 }
 
+/// The logged-in account and its tenants.
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", operation_id = "me",
+    security(("session" = [])),
+    responses((status = 200, description = "The account", body = Me)))]
 pub async fn me(State(state): State<AdminState>, session: Session) -> Result<Response, ApiError> {
     let tenants = state
         .store
@@ -146,8 +273,32 @@ pub async fn me(State(state): State<AdminState>, session: Session) -> Result<Res
         .map(|m| TenantView::new(m.tenant, m.role))
         .collect();
     Ok(axum::Json(Me {
-        account: session.account,
+        account: session.account.into(),
         tenants,
     })
     .into_response())
+}
+
+/// Change the password; every other session of the account ends.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "accounts", operation_id = "change_password",
+    request_body = PasswordChange, security(("session" = [])),
+    responses((status = 204, description = "Changed; other sessions have ended")))]
+pub async fn change_password(
+    State(state): State<AdminState>,
+    session: Session,
+    Json(body): Json<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let new =
+        Password::parse(&body.new_password).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let wrong = || ApiError::new(ErrorCode::Forbidden, "the current password is wrong");
+    let current = Password::parse(&body.current_password).map_err(|_| wrong())?;
+    let changed = state
+        .store
+        .change_password(session.account.id, &current, &new, Some(&session.token))
+        .await
+        .map_err(store_error)?;
+    if !changed {
+        return Err(wrong());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -1,28 +1,44 @@
 //! Who is asking: a session cookie or an admin API key, and the CSRF rule for cookies.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use herald_core::{ApiKeySecret, ErrorCode, Scope, TenantSlug};
+use herald_core::{ApiKeySecret, ErrorCode, KeyId, Scope, TenantSlug};
 use herald_edge::ApiError;
-use herald_store::{Account, Membership, Role, Tenant};
+use herald_store::{Account, Membership, NewAuditEntry, Role, Tenant};
 
 use crate::{store_error, AdminState};
 
 pub const COOKIE: &str = "herald_session";
 
-/// The caller of a tenant-scoped endpoint.
-pub enum Caller {
+/// Who is calling a tenant-scoped endpoint.
+pub enum Who {
     /// A person, through their session.
     Account(Account),
     /// A script, through an API key with the `admin` scope, limited to the key's own tenant.
-    AdminKey(TenantSlug),
+    AdminKey {
+        /// The key's tenant.
+        tenant: TenantSlug,
+        /// The key's public id, for the audit log.
+        key: KeyId,
+    },
+}
+
+/// The caller of a tenant-scoped endpoint, and the address the request came from.
+pub struct Caller {
+    /// Who.
+    pub who: Who,
+    /// The client's IP address, when known.
+    pub ip: Option<IpAddr>,
 }
 
 impl FromRequestParts<AdminState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
+        let ip = client_ip(parts);
         if let Some(token) = bearer(&parts.headers) {
             let secret = ApiKeySecret::parse(token)
                 .map_err(|_| ApiError::unauthorized("malformed API key"))?;
@@ -39,27 +55,35 @@ impl FromRequestParts<AdminState> for Caller {
                     "this API key lacks the `admin` scope",
                 ));
             }
-            return Ok(Caller::AdminKey(key.tenant_slug));
+            return Ok(Caller {
+                who: Who::AdminKey {
+                    tenant: key.tenant_slug,
+                    key: key.key_id,
+                },
+                ip,
+            });
         }
-        Session::from_request_parts(parts, state)
-            .await
-            .map(|s| Caller::Account(s.account))
+        let session = Session::from_request_parts(parts, state).await?;
+        Ok(Caller {
+            who: Who::Account(session.account),
+            ip,
+        })
     }
 }
 
 impl Caller {
     /// The tenant the caller addresses, with the caller's role in it. Unknown tenants and
     /// tenants the caller does not belong to are both 404, so neither reveals the other.
-    pub async fn tenant(&self, state: &AdminState, slug: &str) -> Result<Membership, ApiError> {
+    pub async fn tenant(&self, state: &AdminState, slug: &str) -> Result<Access, ApiError> {
         let not_found = || ApiError::new(ErrorCode::NotFound, "no such tenant");
         let slug = TenantSlug::parse(slug).map_err(|_| not_found())?;
-        let membership = match self {
-            Caller::Account(account) => state
+        let membership = match &self.who {
+            Who::Account(account) => state
                 .store
                 .membership(account.id, &slug)
                 .await
                 .map_err(store_error)?,
-            Caller::AdminKey(own) if *own == slug => state
+            Who::AdminKey { tenant, .. } if *tenant == slug => state
                 .store
                 .tenant_by_slug(&slug)
                 .await
@@ -68,10 +92,90 @@ impl Caller {
                     tenant,
                     role: Role::Admin,
                 }),
-            Caller::AdminKey(_) => None,
+            Who::AdminKey { .. } => None,
         };
-        membership.ok_or_else(not_found)
+        let membership = membership.ok_or_else(not_found)?;
+        Ok(Access {
+            tenant: membership.tenant,
+            role: membership.role,
+            actor: self.actor(),
+            ip: self.ip,
+        })
     }
+
+    /// The caller as the audit log names it.
+    pub fn actor(&self) -> String {
+        match &self.who {
+            Who::Account(account) => format!("account:{}", account.email),
+            Who::AdminKey { key, .. } => format!("key:{key}"),
+        }
+    }
+}
+
+/// A caller's access to one tenant.
+pub struct Access {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The caller's role in it (an admin API key acts as `admin`).
+    pub role: Role,
+    /// The caller, as the audit log names it.
+    pub actor: String,
+    /// The client's address.
+    pub ip: Option<IpAddr>,
+}
+
+impl Access {
+    /// Refuses viewers: they may read, not change.
+    pub fn require_writer(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Owner | Role::Admin => Ok(()),
+            Role::Viewer => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "viewers cannot change the tenant",
+            )),
+        }
+    }
+
+    /// Refuses everyone but the tenant's owners.
+    pub fn require_owner(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Owner => Ok(()),
+            Role::Admin | Role::Viewer => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only an owner of the tenant may do this",
+            )),
+        }
+    }
+
+    /// Records a change in the tenant's audit log. A failure to record is logged, not returned:
+    /// the change itself has happened.
+    pub async fn audit(
+        &self,
+        state: &AdminState,
+        action: &str,
+        target: Option<&str>,
+        details: Option<serde_json::Value>,
+    ) {
+        let ip = self.ip.map(|ip| ip.to_string());
+        let entry = NewAuditEntry {
+            actor: &self.actor,
+            action,
+            target,
+            ip: ip.as_deref(),
+            details,
+        };
+        if let Err(e) = state.store.audit(self.tenant.id, entry).await {
+            tracing::warn!(error = %e, action, "cannot record an audit entry");
+        }
+    }
+}
+
+/// The peer address of the connection, when the server records it.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 /// A person's live session. Extracting it also enforces the CSRF rule.
@@ -173,4 +277,15 @@ pub fn set_cookie(state: &AdminState, token: &str) -> HeaderValue {
 
 pub fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("herald_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// The client's IP address, when the server records peer addresses; never rejects.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts)))
+    }
 }

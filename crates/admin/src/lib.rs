@@ -1,16 +1,26 @@
-//! The admin API, `/api/v1`: accounts and sessions, tenants, API keys.
+//! The admin API, `/api/v1`: accounts and sessions, tenants and their members, API keys,
+//! channels, signing keys, usage, limits and the audit log; and its OpenAPI document, which also
+//! describes the edge's `/v1` endpoints, served at `/api/openapi.json` and rendered at `/api/docs`.
 //!
 //! Two ways in. A person's browser holds a session cookie (HttpOnly, SameSite=Strict, ended on
 //! the server at logout), and every state-changing request that relies on it must come from the
 //! public URL's own origin. A script uses an API key with the `admin` scope as a Bearer token;
 //! it carries no ambient authority, so it needs no CSRF check. Errors share the edge's
 //! problem+json shape and codes.
+//!
+//! Tenant isolation: every tenant-scoped handler starts with [`auth::Caller::tenant`], which
+//! answers 404 alike for an unknown tenant and for one the caller has no access to, and every
+//! store call after it takes that tenant's id.
 
 mod accounts;
 mod auth;
+mod channels;
 mod json;
 mod keys;
+pub mod openapi;
+mod signing_keys;
 mod tenants;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +29,10 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use herald_core::ErrorCode;
 use herald_edge::{ApiError, ControlView};
-use herald_store::Store;
+use herald_replay::Broker;
+use herald_store::{Plan, Plans, Store};
+
+pub use openapi::openapi_json;
 
 /// Settings of the admin API that come from the command line.
 #[derive(Debug, Clone)]
@@ -29,24 +42,56 @@ pub struct AdminConfig {
     pub public_origin: String,
     /// How long a session lives without use.
     pub session_ttl: Duration,
+    /// How long a rotated-out signing key still verifies.
+    pub signing_key_grace: Duration,
+    /// The plans tenants can be on.
+    pub plans: Arc<Plans>,
+    /// The plan a new tenant gets.
+    pub default_plan: String,
+}
+
+impl AdminConfig {
+    /// A configuration with the built-in plans and the documented defaults, for `public_origin`.
+    pub fn new(public_origin: String) -> Self {
+        Self {
+            public_origin,
+            session_ttl: Duration::from_secs(14 * 86_400),
+            signing_key_grace: Duration::from_secs(86_400),
+            plans: Arc::new(Plans::builtin()),
+            default_plan: "free".to_owned(),
+        }
+    }
 }
 
 /// The admin API's shared state; cheap to clone.
 #[derive(Clone)]
 pub struct AdminState(Arc<Inner>);
 
+/// What [`AdminState`] holds.
 pub struct Inner {
+    /// The control plane.
     pub store: Store,
-    /// This process's edge cache, told at once of revocations made here.
+    /// This process's edge cache, told at once of changes made here.
     pub view: Arc<ControlView>,
+    /// History and streams, on every edge process: deleting a channel or a tenant ends its
+    /// streams and removes its history through it.
+    pub broker: Arc<dyn Broker>,
+    /// Settings.
     pub config: AdminConfig,
 }
 
 impl AdminState {
-    pub fn new(store: Store, view: Arc<ControlView>, config: AdminConfig) -> Self {
+    /// The state of an admin API on `store` and `broker`.
+    pub fn new(
+        store: Store,
+        view: Arc<ControlView>,
+        broker: Arc<dyn Broker>,
+        config: AdminConfig,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             view,
+            broker,
             config,
         }))
     }
@@ -54,6 +99,24 @@ impl AdminState {
     /// Whether cookies must be `Secure` (the public URL is https).
     fn secure_cookies(&self) -> bool {
         self.config.public_origin.starts_with("https://")
+    }
+
+    /// The limits of plan `name`; an unknown name (a plan removed from the plans file) gets the
+    /// default plan's limits, or failing that the built-in `free` plan's.
+    pub fn plan(&self, name: &str) -> Plan {
+        let plans = &self.config.plans;
+        plans
+            .get(name)
+            .or_else(|| plans.get(&self.config.default_plan))
+            .cloned()
+            .or_else(|| Plans::builtin().get("free").cloned())
+            .unwrap_or_else(|| {
+                Plans::builtin()
+                    .plans
+                    .into_values()
+                    .next()
+                    .expect("built-in plans")
+            })
     }
 }
 
@@ -65,23 +128,49 @@ impl std::ops::Deref for AdminState {
     }
 }
 
-/// The `/api/v1` routes.
+/// The `/api/v1` routes, `/api/openapi.json` and `/api/docs`.
 pub fn router(state: AdminState) -> Router {
+    let t = "/api/v1/tenants/{tenant}";
     Router::new()
         .route("/api/v1/signup", post(accounts::signup))
         .route("/api/v1/login", post(accounts::login))
         .route("/api/v1/logout", post(accounts::logout))
         .route("/api/v1/me", get(accounts::me))
+        .route("/api/v1/me/password", post(accounts::change_password))
         .route("/api/v1/tenants", get(tenants::list).post(tenants::create))
-        .route("/api/v1/tenants/{tenant}", get(tenants::get_one))
         .route(
-            "/api/v1/tenants/{tenant}/keys",
-            get(keys::list).post(keys::create),
+            t,
+            get(tenants::get_one)
+                .patch(tenants::patch)
+                .delete(tenants::delete),
         )
         .route(
-            "/api/v1/tenants/{tenant}/keys/{key_id}",
-            delete(keys::revoke),
+            &format!("{t}/members"),
+            get(tenants::members).post(tenants::add_member),
         )
+        .route(
+            &format!("{t}/members/{{account_id}}"),
+            delete(tenants::remove_member),
+        )
+        .route(&format!("{t}/keys"), get(keys::list).post(keys::create))
+        .route(&format!("{t}/keys/{{key_id}}"), delete(keys::revoke))
+        .route(
+            &format!("{t}/channels"),
+            get(channels::list).post(channels::create),
+        )
+        .route(
+            &format!("{t}/channels/{{channel}}"),
+            get(channels::get_one)
+                .patch(channels::patch)
+                .delete(channels::delete),
+        )
+        .route(
+            &format!("{t}/signing-keys"),
+            get(signing_keys::list).post(signing_keys::rotate),
+        )
+        .route(&format!("{t}/usage"), get(usage::usage))
+        .route(&format!("{t}/limits"), get(usage::limits))
+        .route(&format!("{t}/audit"), get(usage::audit))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -89,6 +178,7 @@ pub fn router(state: AdminState) -> Router {
             )
         })
         .with_state(state)
+        .merge(openapi::docs_router())
 }
 
 /// Maps store errors that a client can cause to their codes; the rest are unavailability.
@@ -101,4 +191,10 @@ pub(crate) fn store_error(e: herald_store::StoreError) -> ApiError {
         StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
         other => ApiError::unavailable(&other),
     }
+}
+
+/// A broker failure after the control plane already changed: the change stands, and the
+/// client learns that streams or history may linger until it retries.
+pub(crate) fn broker_error(e: herald_replay::BrokerError) -> ApiError {
+    ApiError::unavailable(&e)
 }

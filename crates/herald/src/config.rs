@@ -15,7 +15,7 @@ pub struct Cli {
     pub config: Config,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Everything on one listener: admin API and edge (the default).
     Serve,
@@ -25,6 +25,37 @@ pub enum Command {
     Admin,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the OpenAPI document of every public endpoint (the one in api-spec/) to stdout.
+    Openapi,
+    /// Operator commands on tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+/// `herald tenant ...`: what an operator does to tenants, through the database (and Redis, to
+/// tell running edges at once).
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum TenantCommand {
+    /// List every tenant: slug, plan, state, creation time.
+    List,
+    /// Put a tenant on a plan (one of the configured plans).
+    SetPlan {
+        /// The tenant's slug.
+        slug: String,
+        /// The plan's name.
+        plan: String,
+    },
+    /// Suspend a tenant: its publishes and new streams get 403 `tenant_suspended`, and its open
+    /// streams end.
+    Suspend {
+        /// The tenant's slug.
+        slug: String,
+    },
+    /// Lift a tenant's suspension.
+    Resume {
+        /// The tenant's slug.
+        slug: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +118,28 @@ pub struct Config {
     #[arg(long, env = "HERALD_DRAIN_SECS", default_value_t = 10, global = true)]
     pub drain_secs: u64,
 
+    /// Seconds a rotated-out signing key still verifies subscriber tokens.
+    #[arg(
+        long,
+        env = "HERALD_SIGNING_KEY_GRACE_SECS",
+        default_value_t = 86_400,
+        global = true
+    )]
+    pub signing_key_grace_secs: u64,
+
+    /// A TOML file of plans (`[plans.<name>]` tables); it replaces the built-in plans.
+    #[arg(long, env = "HERALD_PLANS", global = true)]
+    pub plans: Option<std::path::PathBuf>,
+
+    /// The plan a new tenant gets.
+    #[arg(
+        long,
+        env = "HERALD_DEFAULT_PLAN",
+        default_value = "free",
+        global = true
+    )]
+    pub default_plan: String,
+
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -116,6 +169,32 @@ impl Config {
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.drain_secs)
     }
+
+    /// How long a rotated-out signing key still verifies.
+    pub fn signing_key_grace(&self) -> Duration {
+        Duration::from_secs(self.signing_key_grace_secs)
+    }
+
+    /// The plans: the `--plans` file, or the built-in ones. The default plan must be one of them.
+    pub fn load_plans(&self) -> anyhow::Result<herald_store::Plans> {
+        use anyhow::Context;
+        let plans = match &self.plans {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the plans file {}", path.display()))?;
+                herald_store::Plans::from_toml(&text)
+                    .with_context(|| format!("in the plans file {}", path.display()))?
+            }
+            None => herald_store::Plans::builtin(),
+        };
+        anyhow::ensure!(
+            plans.get(&self.default_plan).is_some(),
+            "the default plan {:?} is not among the plans ({})",
+            self.default_plan,
+            plans.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        Ok(plans)
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +217,35 @@ mod tests {
         let cli = Cli::parse_from(["herald", "--heartbeat-secs", "3"]);
         assert_eq!(cli.command, None);
         assert_eq!(cli.config.heartbeat_secs, 3);
+        assert_eq!(cli.config.signing_key_grace(), Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn tenant_commands_parse() {
+        let cli = Cli::parse_from(["herald", "tenant", "set-plan", "acme", "pro"]);
+        assert_eq!(
+            cli.command,
+            Some(Command::Tenant(TenantCommand::SetPlan {
+                slug: "acme".into(),
+                plan: "pro".into()
+            }))
+        );
+        let cli = Cli::parse_from([
+            "herald",
+            "tenant",
+            "suspend",
+            "acme",
+            "--database-url",
+            "sqlite://x.db",
+        ]);
+        assert_eq!(
+            cli.command,
+            Some(Command::Tenant(TenantCommand::Suspend {
+                slug: "acme".into()
+            }))
+        );
+        assert_eq!(cli.config.database_url, "sqlite://x.db");
+        assert!(cli.config.load_plans().is_ok());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use herald_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Cli, Command, Config};
+pub use config::{Cli, Command, Config, TenantCommand};
 
 /// The largest request body any route accepts.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -103,9 +103,13 @@ impl App {
         let admin = AdminState::new(
             store.clone(),
             view,
+            broker.clone(),
             AdminConfig {
                 public_origin: config.public_origin(),
                 session_ttl: SESSION_TTL,
+                signing_key_grace: config.signing_key_grace(),
+                plans: Arc::new(config.load_plans()?),
+                default_plan: config.default_plan.clone(),
             },
         );
         let mut router = Router::new();
@@ -170,9 +174,13 @@ impl App {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { signal.cancelled().await })
-            .into_future();
+        // Peer addresses feed login throttling and the audit log.
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { signal.cancelled().await })
+        .into_future();
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => result.context("server error")?,

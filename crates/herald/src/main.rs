@@ -1,3 +1,5 @@
+mod operator;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -36,7 +38,7 @@ fn one_line(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
-    let role = match cli.command.unwrap_or(Command::Serve) {
+    let role = match cli.command.clone().unwrap_or(Command::Serve) {
         Command::Serve => Role::All,
         Command::Edge => Role::Edge,
         Command::Admin => Role::Admin,
@@ -50,6 +52,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             return Ok(());
         }
+        Command::Openapi => {
+            print!("{}", herald_admin::openapi_json());
+            return Ok(());
+        }
+        Command::Tenant(command) => return operator::run(&config, &command).await,
     };
     let app = App::build(&config, role).await?;
     let base = app.public_url().to_owned();

@@ -105,6 +105,46 @@ impl Store {
         }
     }
 
+    /// Changes the account's password when `current` is its password, and ends every other
+    /// session of the account (`keep` is the session token of the caller, which stays valid).
+    /// Returns `false`, changing nothing, when `current` is wrong.
+    #[tracing::instrument(level = "debug", skip_all, fields(account_id = %account))]
+    pub async fn change_password(
+        &self,
+        account: AccountId,
+        current: &Password,
+        new: &Password,
+        keep: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let hash: Option<String> =
+            sqlx::query_scalar(r#"select password_hash from accounts where id = $1"#)
+                .bind(account.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(hash) = hash else {
+            return Err(StoreError::NotFound);
+        };
+        if !verify_password(current, hash).await? {
+            return Ok(false);
+        }
+        let new_hash = hash_password(new).await?;
+        let keep = keep.map(crate::sessions::token_hash).unwrap_or_default();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(r#"update accounts set password_hash = $2 where id = $1"#)
+            .bind(account.0)
+            .bind(new_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(r#"delete from sessions where account_id = $1 and token_hash <> $2"#)
+            .bind(account.0)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!("password changed; other sessions ended");
+        Ok(true)
+    }
+
     /// The account with this id, if it exists.
     pub async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         let row = select_account(&self.pool, id).await?;

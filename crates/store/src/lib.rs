@@ -17,28 +17,34 @@
 
 mod accounts;
 mod api_keys;
+mod audit;
 mod channels;
 mod clock;
 mod db;
 mod error;
 mod ids;
+mod plans;
 mod sessions;
 mod settings;
 mod signing_keys;
 mod tenants;
+mod usage;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use accounts::Account;
 pub use api_keys::{ApiKey, ApiKeyAuth};
+pub use audit::{AuditEntry, NewAuditEntry};
 pub use channels::{Channel, ChannelSettings, Visibility};
 pub use db::Backend;
 pub use error::{redact_url, StoreError};
 pub use ids::{AccountId, TenantId};
+pub use plans::{Plan, Plans, PlansError};
 pub use sessions::SessionToken;
 pub use signing_keys::SigningKey;
 pub use tenants::{Member, Membership, Role, Tenant, TenantPatch, SLUG_QUARANTINE};
+pub use usage::{day_of, DailyUsage, UsageDay};
 
 use sqlx::AnyPool;
 

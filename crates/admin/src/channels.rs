@@ -1,0 +1,263 @@
+//! Channels: their settings (visibility, history size and TTL), live subscriber counts and
+//! last event ids; deleting one clears its history and ends its streams.
+//!
+//! A channel needs no creation: one that was never created or patched is shown with the
+//! tenant's defaults and `created_at: null`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use herald_core::ChannelName;
+use herald_edge::ApiError;
+use herald_replay::{ChannelKey, Target};
+use herald_store::{Channel, ChannelSettings, Tenant};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::json::Json;
+use crate::tenants::{
+    check_settings, ChannelSettingsView, SettingsPatch, TenantParam, VisibilityView,
+};
+use crate::{broker_error, store_error, AdminState};
+
+/// A channel, its settings and its live state.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "orders", "visibility": "public", "history_size": 100,
+    "history_ttl_seconds": 86400, "subscribers": 3, "last_event_id": "AQID.5",
+    "created_at": "2026-03-01T12:00:00Z", "updated_at": "2026-03-01T12:00:00Z"}))]
+pub struct ChannelView {
+    /// The channel's name.
+    name: String,
+    /// Its settings.
+    #[serde(flatten)]
+    settings: ChannelSettingsView,
+    /// Open streams on this channel, across every edge process (reported every few seconds).
+    subscribers: u64,
+    /// The id of the newest retained event; `null` when the history is empty.
+    last_event_id: Option<String>,
+    /// When the channel was created or first configured; `null` when it uses the tenant's
+    /// defaults.
+    #[serde(with = "time::serde::rfc3339::option")]
+    created_at: Option<OffsetDateTime>,
+    /// When its settings last changed; `null` when it uses the tenant's defaults.
+    #[serde(with = "time::serde::rfc3339::option")]
+    updated_at: Option<OffsetDateTime>,
+}
+
+/// A new channel. Absent settings take the tenant's channel defaults.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "orders", "visibility": "private", "history_size": 500, "history_ttl_seconds": 3600}))]
+pub struct NewChannel {
+    /// `^[A-Za-z0-9._:@-]{1,128}$`.
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,128}$")]
+    name: String,
+    /// `public` or `private`.
+    visibility: Option<VisibilityView>,
+    /// Events kept at most: 1 to the plan's `max_history_size`.
+    #[schema(minimum = 1)]
+    history_size: Option<u32>,
+    /// Seconds an event is kept: 1 to 2592000.
+    #[schema(minimum = 1, maximum = 2592000)]
+    history_ttl_seconds: Option<u32>,
+}
+
+/// The `{tenant}` and `{channel}` path parameters.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ChannelParams {
+    /// The tenant's slug.
+    #[param(example = "acme")]
+    tenant: String,
+    /// The channel's name.
+    #[param(example = "orders")]
+    channel: String,
+}
+
+async fn view(
+    state: &AdminState,
+    tenant: &Tenant,
+    name: ChannelName,
+    settings: ChannelSettings,
+    row: Option<&Channel>,
+) -> Result<ChannelView, ApiError> {
+    let key = ChannelKey::new(tenant.slug.clone(), name);
+    let info = state
+        .broker
+        .channel_info(&key)
+        .await
+        .map_err(broker_error)?;
+    let subscribers = state.broker.subscribers(&key).await.map_err(broker_error)?;
+    Ok(ChannelView {
+        name: key.channel.into_inner(),
+        settings: settings.into(),
+        subscribers: subscribers as u64,
+        last_event_id: info.last.map(|c| c.to_string()),
+        created_at: row.map(|c| c.created_at),
+        updated_at: row.map(|c| c.updated_at),
+    })
+}
+
+fn channel_name(s: &str) -> Result<ChannelName, ApiError> {
+    Ok(ChannelName::parse(s)?)
+}
+
+/// List the channels that have settings of their own.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/channels", tag = "channels", operation_id = "list_channels",
+    params(TenantParam),
+    responses((status = 200, description = "The channels, by name", body = Vec<ChannelView>)))]
+pub async fn list(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let a = caller.tenant(&state, &tenant).await?;
+    let rows = state
+        .store
+        .list_channels(a.tenant.id)
+        .await
+        .map_err(store_error)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(
+            view(
+                &state,
+                &a.tenant,
+                row.name.clone(),
+                row.settings.clone(),
+                Some(row),
+            )
+            .await?,
+        );
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+/// Create a channel with settings of its own.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/channels", tag = "channels", operation_id = "create_channel",
+    params(TenantParam), request_body = NewChannel,
+    responses((status = 201, description = "The channel", body = ChannelView)))]
+pub async fn create(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    Json(body): Json<NewChannel>,
+) -> Result<Response, ApiError> {
+    let a = caller.tenant(&state, &tenant).await?;
+    a.require_writer()?;
+    let name = channel_name(&body.name)?;
+    let patch = SettingsPatch {
+        visibility: body.visibility,
+        history_size: body.history_size,
+        history_ttl_seconds: body.history_ttl_seconds,
+    };
+    let settings = patch.apply(a.tenant.channel_defaults.clone(), &state, &a.tenant)?;
+    let row = state
+        .store
+        .create_channel(a.tenant.id, &name, &settings)
+        .await
+        .map_err(store_error)?;
+    a.audit(
+        &state,
+        "channel.create",
+        Some(name.as_str()),
+        Some(json!(row.settings)),
+    )
+    .await;
+    let v = view(&state, &a.tenant, name, settings, Some(&row)).await?;
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+/// Get a channel: its own settings, or the tenant's defaults when it has none.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/channels/{channel}", tag = "channels", operation_id = "get_channel",
+    params(ChannelParams),
+    responses((status = 200, description = "The channel", body = ChannelView)))]
+pub async fn get_one(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((tenant, channel)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let a = caller.tenant(&state, &tenant).await?;
+    let name = channel_name(&channel)?;
+    let row = state
+        .store
+        .channel(a.tenant.id, &name)
+        .await
+        .map_err(store_error)?;
+    let settings = row
+        .as_ref()
+        .map_or_else(|| a.tenant.channel_defaults.clone(), |r| r.settings.clone());
+    let v = view(&state, &a.tenant, name, settings, row.as_ref()).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+/// Change a channel's visibility, history size or TTL (within the plan's bounds).
+///
+/// Every edge process applies the change within a second.
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant}/channels/{channel}", tag = "channels", operation_id = "patch_channel",
+    params(ChannelParams), request_body = SettingsPatch,
+    responses((status = 200, description = "The channel as it now is", body = ChannelView)))]
+pub async fn patch(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((tenant, channel)): Path<(String, String)>,
+    Json(body): Json<SettingsPatch>,
+) -> Result<Response, ApiError> {
+    let a = caller.tenant(&state, &tenant).await?;
+    a.require_writer()?;
+    let name = channel_name(&channel)?;
+    let current = state
+        .store
+        .channel_settings(a.tenant.id, &name)
+        .await
+        .map_err(store_error)?;
+    let settings = body.apply(current, &state, &a.tenant)?;
+    check_settings(&settings, &state, &a.tenant)?;
+    let row = state
+        .store
+        .put_channel(a.tenant.id, &name, &settings)
+        .await
+        .map_err(store_error)?;
+    a.audit(
+        &state,
+        "channel.update",
+        Some(name.as_str()),
+        Some(json!(settings)),
+    )
+    .await;
+    let v = view(&state, &a.tenant, name, settings, Some(&row)).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+/// Delete a channel: its history is cleared, its streams end, its settings revert to the
+/// tenant's defaults.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/channels/{channel}", tag = "channels", operation_id = "delete_channel",
+    params(ChannelParams),
+    responses((status = 204, description = "Deleted")))]
+pub async fn delete(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path((tenant, channel)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let a = caller.tenant(&state, &tenant).await?;
+    a.require_writer()?;
+    let name = channel_name(&channel)?;
+    state
+        .store
+        .delete_channel(a.tenant.id, &name)
+        .await
+        .map_err(store_error)?;
+    a.audit(&state, "channel.delete", Some(name.as_str()), None)
+        .await;
+    let key = ChannelKey::new(a.tenant.slug.clone(), name);
+    state
+        .broker
+        .delete_history(&Target::Channel(key))
+        .await
+        .map_err(broker_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

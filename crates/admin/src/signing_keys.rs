@@ -1,0 +1,89 @@
+//! Signing keys: the secrets subscriber tokens are signed with; list and rotate.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use herald_edge::ApiError;
+use herald_store::SigningKey;
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::tenants::TenantParam;
+use crate::{store_error, AdminState};
+
+/// A signing key. Its secret's UTF-8 bytes are the HS256 key; a token names the key in its
+/// header's `kid`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kid": "k7Qx2mPa", "secret": "hs_4fT9sLq0ZbW2nR8yVc6XeJ1uK3oM5aD7gH9iP2rS4tU",
+    "current": true, "created_at": "2026-03-01T12:00:00Z", "expires_at": null}))]
+pub struct SigningKeyView {
+    /// The key id.
+    kid: String,
+    /// The HMAC secret.
+    secret: String,
+    /// Whether new tokens should be signed with this key.
+    current: bool,
+    /// When the key was made.
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    /// For a rotated-out key, when it stops verifying; `null` for the current key.
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+}
+
+impl From<SigningKey> for SigningKeyView {
+    fn from(k: SigningKey) -> Self {
+        Self {
+            kid: k.kid,
+            secret: k.secret,
+            current: k.current,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+        }
+    }
+}
+
+/// List the signing keys that still verify, newest (the current one) first.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/signing-keys", tag = "signing-keys",
+    operation_id = "list_signing_keys", params(TenantParam),
+    responses((status = 200, description = "The keys", body = Vec<SigningKeyView>)))]
+pub async fn list(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let a = caller.tenant(&state, &tenant).await?;
+    let keys: Vec<SigningKeyView> = state
+        .store
+        .signing_keys(a.tenant.id)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(SigningKeyView::from)
+        .collect();
+    Ok(axum::Json(keys).into_response())
+}
+
+/// Rotate: a new current key; the previous one keeps verifying for the grace period
+/// (`--signing-key-grace-secs`), then is removed.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/signing-keys", tag = "signing-keys",
+    operation_id = "rotate_signing_key", params(TenantParam),
+    responses((status = 201, description = "The new current key", body = SigningKeyView)))]
+pub async fn rotate(
+    State(state): State<AdminState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    let a = caller.tenant(&state, &tenant).await?;
+    a.require_writer()?;
+    let key = state
+        .store
+        .rotate_signing_key(a.tenant.id, state.config.signing_key_grace)
+        .await
+        .map_err(store_error)?;
+    a.audit(&state, "signing_key.rotate", Some(&key.kid), None)
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(SigningKeyView::from(key))).into_response())
+}
