@@ -1,8 +1,10 @@
 //! Black-box tests of the edge (`/v1`), each run on both backends.
 
+mod batch;
 mod faults;
 mod multi;
 mod publish;
 mod replay;
+mod slow;
 mod tokens;
 mod wire;
