@@ -2,6 +2,7 @@
 //! admin routers into one server. Tests build an [`App`] on port 0 and talk to it over loopback.
 
 pub mod config;
+pub mod operator;
 pub mod telemetry;
 
 use std::future::IntoFuture;

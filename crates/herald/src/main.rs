@@ -1,5 +1,3 @@
-mod operator;
-
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -56,7 +54,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", herald_admin::openapi_json());
             return Ok(());
         }
-        Command::Tenant(command) => return operator::run(&config, &command).await,
+        Command::Tenant(command) => return herald::operator::run(&config, &command).await,
     };
     let app = App::build(&config, role).await?;
     let base = app.public_url().to_owned();

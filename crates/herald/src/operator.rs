@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::{Config, TenantCommand};
 use anyhow::{bail, Context};
-use herald::{Config, TenantCommand};
 use herald_core::TenantSlug;
 use herald_replay::{Broker, RedisBroker, RedisConfig, Target};
 use herald_store::{NewAuditEntry, Store, Tenant};
