@@ -7,6 +7,7 @@
 mod cmd;
 mod postgres;
 mod redis;
+mod schemathesis;
 mod services;
 mod test;
 mod url;
@@ -23,7 +24,10 @@ Usage: cargo xtask <COMMAND>
 Commands:
   test    Run every check and test of the project, as CI does: fmt, clippy, build, then the
           whole test suite against real Postgres and Redis (private instances are started
-          when none answers)
+          when none answers), and last Schemathesis against a live server
+  schemathesis
+          Only the Schemathesis step: pip-installs it into target/schemathesis-venv, starts herald
+          on a fresh SQLite database and fuzzes every operation of api-spec/openapi.json
 
 Environment:
   HERALD_TEST_DATABASE_URL  a Postgres that allows CREATE DATABASE
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
         ["test"] => test::run(),
+        ["schemathesis"] => test::schemathesis(),
         // Hidden: brings Postgres and Redis up exactly as `test` does, prints them and stops them
         // again, so the probe and private-instance paths can be checked without the whole suite.
         ["services"] => services::run(),

@@ -54,13 +54,24 @@ pub fn run() -> Result<()> {
         doctests.args(["test", "--workspace", "--doc", "--no-fail-fast"]);
         let tests = cmd::run(&mut with_env(tests));
         let doctests = cmd::run(&mut with_env(doctests));
-        tests.and(doctests)
+        // Last, and even when tests failed, so that one run reports every failure.
+        let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
+        tests.and(doctests).and(schemathesis)
     } else {
         say("cargo-nextest is not installed (`cargo install cargo-nextest`); using cargo test");
         let mut tests = cargo(&root);
         tests.args(["test", "--workspace", "--no-fail-fast"]);
-        cmd::run(&mut with_env(tests))
+        let tests = cmd::run(&mut with_env(tests));
+        let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
+        tests.and(schemathesis)
     }
+}
+
+/// `cargo xtask schemathesis`: builds herald and runs only the Schemathesis step.
+pub fn schemathesis() -> Result<()> {
+    let root = crate::workspace_root();
+    cmd::run(cargo(&root).args(["build", "-p", "herald"]))?;
+    crate::schemathesis::run(&root, &target_dir(&root), &herald_bin(&root))
 }
 
 /// `cargo`, run from the workspace root. `$CARGO` is the cargo that runs xtask, so every step uses
@@ -75,13 +86,17 @@ fn nextest_installed(root: &Path) -> bool {
     cmd::succeeds(cargo(root).args(["nextest", "--version"]))
 }
 
-/// Where `cargo build -p herald` puts the binary.
-fn herald_bin(root: &Path) -> PathBuf {
-    let target = match env::var_os("CARGO_TARGET_DIR") {
+/// The target directory cargo builds into.
+fn target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => root.join(dir), // `join` keeps an absolute `dir` as it is
         _ => root.join("target"),
-    };
-    target
+    }
+}
+
+/// Where `cargo build -p herald` puts the binary.
+fn herald_bin(root: &Path) -> PathBuf {
+    target_dir(root)
         .join("debug")
         .join(format!("herald{}", env::consts::EXE_SUFFIX))
 }
