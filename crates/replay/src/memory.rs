@@ -25,11 +25,14 @@ const HUB_CAPACITY: usize = 1024;
 
 /// A single-node broker that keeps every channel's history in memory.
 pub struct InProcessBroker {
-    /// Idempotency keys: `(tenant, key)` → fingerprint, cursors, when.
-    idempotency: Mutex<HashMap<(String, String), (String, Vec<Cursor>, std::time::Instant)>>,
+    /// Idempotency keys: `(tenant, key)` → what was asked and answered.
+    idempotency: Mutex<HashMap<(String, String), Remembered>>,
     channels: Mutex<HashMap<ChannelKey, Arc<Mutex<ChannelState>>>>,
     hub: Hub,
 }
+
+/// An idempotent append: its fingerprint, its cursors, and when it happened.
+type Remembered = (String, Vec<Cursor>, std::time::Instant);
 
 struct ChannelState {
     epoch: Epoch,
