@@ -2,6 +2,7 @@
 
 mod batch;
 mod faults;
+mod limits;
 mod multi;
 mod publish;
 mod replay;

@@ -165,68 +165,13 @@ async fn h2c_multiplexes_streams_on_one_connection(app: TestApp) {
     }
 }
 
-/// The binary under test, built by `cargo xtask test` (or `cargo build -p herald`).
-fn herald_bin() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("HERALD_TEST_BIN") {
-        return p.into();
-    }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), Into::into);
-    target.join("debug/herald")
-}
-
-/// A real `herald` process on the test's database and Redis key space.
-fn spawn_herald(app: &TestApp, port: u16) -> std::process::Child {
-    let mut cmd = std::process::Command::new(herald_bin());
-    cmd.args([
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--drain-secs",
-        "5",
-    ])
-    .env("HERALD_DATABASE_URL", app.db.url())
-    .env_remove("HERALD_REDIS_URL")
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
-    if let Some(space) = &app.redis {
-        cmd.env("HERALD_REDIS_URL", herald_tests::redis_url())
-            .env("HERALD_REDIS_PREFIX", &space.prefix);
-    }
-    cmd.spawn()
-        .expect("the herald binary (cargo build -p herald)")
-}
-
-async fn wait_ready(port: u16) {
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    assert!(
-        herald_tests::eventually(20, || async {
-            reqwest::get(&url)
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-        })
-        .await,
-        "herald came up"
-    );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// SIGTERM with 100 open streams: every stream ends cleanly, the process exits 0 within the
 /// drain time, and a client resuming on the next process loses nothing that process can know.
 async fn sigterm_ends_every_stream_and_exits_within_the_drain_time(app: TestApp) {
     let (t, key) = app.tenant("acme").await;
-    let port = free_port();
-    let mut child = spawn_herald(&app, port);
-    wait_ready(port).await;
+    let port = herald_tests::free_port();
+    let mut child = herald_tests::spawn_process(&app, port, &[]);
+    herald_tests::wait_ready(port).await;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut streams = Vec::new();
@@ -276,9 +221,9 @@ async fn sigterm_ends_every_stream_and_exits_within_the_drain_time(app: TestApp)
         "within the drain time"
     );
 
-    let port = free_port();
-    let mut next = spawn_herald(&app, port);
-    wait_ready(port).await;
+    let port = herald_tests::free_port();
+    let mut next = herald_tests::spawn_process(&app, port, &[]);
+    herald_tests::wait_ready(port).await;
     let r = client
         .get(format!("http://127.0.0.1:{port}/v1/{t}/channels/c/events"))
         .header("last-event-id", &cursor)

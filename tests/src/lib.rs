@@ -9,6 +9,7 @@
 mod sse;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::{App, Config, Role};
@@ -17,6 +18,49 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 pub use sse::{SseEvent, SseStream};
+
+/// A clock a test moves by hand.
+pub struct ManualClock(Mutex<time::OffsetDateTime>);
+
+impl ManualClock {
+    pub fn at(t: time::OffsetDateTime) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(t)))
+    }
+
+    pub fn set(&self, t: time::OffsetDateTime) {
+        *self.0.lock().unwrap() = t;
+    }
+}
+
+impl herald_edge::Clock for ManualClock {
+    fn now(&self) -> time::OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Writes a plans file with one plan, `tiny`, of the given limits, and makes it the default.
+pub fn tiny_plan(config: &mut Config, toml_body: &str) {
+    write_plans(config, &format!("[plans.tiny]\n{toml_body}"), "tiny");
+}
+
+fn write_plans(config: &mut Config, toml: &str, default: &str) {
+    let dir = std::env::temp_dir().join(format!("herald-plans-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("plans.toml");
+    std::fs::write(&path, toml).unwrap();
+    config.plans = Some(path);
+    config.default_plan = default.into();
+}
+
+/// The plan of issue 5's tests.
+pub const TINY: &str = "max_connections = 3
+messages_per_day = 20
+max_message_bytes = 1024
+publish_per_second = 5
+publish_burst = 5
+channels_per_connection = 3
+max_history_size = 10
+";
 
 /// Name constructors for tests, where the input is known to be valid.
 pub mod herald_core_names {
@@ -130,6 +174,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub config: Config,
+    clock: Arc<dyn herald_edge::Clock>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow_free::Result>>,
     pub db: TestDatabase,
@@ -147,13 +192,22 @@ impl TestApp {
 
     /// Starts a server, letting the test adjust its configuration first.
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_with_clock(backend, tweak, Arc::new(herald_edge::SystemClock)).await
+    }
+
+    /// Starts a server whose quotas follow `clock`.
+    pub async fn spawn_with_clock(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+        clock: Arc<dyn herald_edge::Clock>,
+    ) -> TestApp {
         let (db, redis) = match backend {
             Backend::Embedded => (TestDatabase::sqlite(), None),
             Backend::Cluster => (TestDatabase::postgres().await, Some(RedisSpace::new())),
         };
         let mut config = base_config(db.url(), redis.as_ref());
         tweak(&mut config);
-        let app = App::build(&config, Role::All)
+        let app = App::build_with_clock(&config, Role::All, clock.clone())
             .await
             .expect("the server starts");
         let addr = app.local_addr();
@@ -168,6 +222,7 @@ impl TestApp {
             addr,
             client,
             config,
+            clock,
             shutdown,
             server: Some(server),
             db,
@@ -198,7 +253,7 @@ impl TestApp {
     /// Starts a new server on the same database and Redis key space (after [`TestApp::stop`]).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let app = App::build(&self.config, Role::All)
+        let app = App::build_with_clock(&self.config, Role::All, self.clock.clone())
             .await
             .expect("the server starts again");
         self.addr = app.local_addr();
@@ -280,9 +335,18 @@ impl TestApp {
         body["secret"].as_str().unwrap().to_owned()
     }
 
-    /// A tenant with a publish+subscribe key: `(slug, key)`.
+    /// A tenant with a publish+subscribe key: `(slug, key)`. Unless the test chose its own
+    /// plans, the tenant is on the roomy plan, so that rates and quotas stay out of tests that
+    /// are not about them.
     pub async fn tenant(&self, slug: &str) -> (String, String) {
         self.signup(slug).await;
+        if self.config.default_plan == "free" {
+            self.store()
+                .await
+                .set_plan(&herald_core_names::slug(slug), ROOMY)
+                .await
+                .expect("the roomy plan");
+        }
         let key = self.create_key(slug, &["publish", "subscribe"]).await;
         (slug.to_owned(), key)
     }
@@ -346,7 +410,49 @@ fn base_config(database_url: &str, redis: Option<&RedisSpace>) -> Config {
         config.redis_prefix = space.prefix.clone();
     }
     config.drain_secs = 5;
+    // The built-in plans, plus `roomy` for tenants of tests that are about the API and not
+    // about limits (see [`TestApp::tenant`]); tests of limits set plans of their own.
+    let mut plans = herald_store::Plans::builtin();
+    let free = plans.get("free").expect("a built-in free plan").clone();
+    plans.plans.insert(
+        ROOMY.into(),
+        herald_store::Plan {
+            max_connections: 100_000,
+            messages_per_day: 100_000_000,
+            publish_per_second: 1_000_000,
+            publish_burst: 1_000_000,
+            connects_per_second: None,
+            ..free
+        },
+    );
+    write_plans(&mut config, &plans_toml(&plans), "free");
     config
+}
+
+/// The plan [`TestApp::tenant`] puts tenants on: the free plan's shape (64 KiB messages, 16
+/// channels per connection) without its rates and quotas.
+const ROOMY: &str = "roomy";
+
+fn plans_toml(plans: &herald_store::Plans) -> String {
+    let mut out = String::new();
+    for (name, p) in &plans.plans {
+        out += &format!(
+            "[plans.{name}]\nmax_connections = {}\nmessages_per_day = {}\nmax_message_bytes = {}\n\
+             publish_per_second = {}\npublish_burst = {}\nchannels_per_connection = {}\n\
+             max_history_size = {}\n",
+            p.max_connections,
+            p.messages_per_day,
+            p.max_message_bytes,
+            p.publish_per_second,
+            p.publish_burst,
+            p.channels_per_connection,
+            p.max_history_size,
+        );
+        if let Some(c) = p.connects_per_second {
+            out += &format!("connects_per_second = {c}\n");
+        }
+    }
+    out
 }
 
 /// Waits up to `secs` for `f` to hold, polling; for conditions another process settles.
@@ -363,4 +469,65 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// The binary under test, built by `cargo xtask test` (or `cargo build -p herald`).
+pub fn herald_bin() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("HERALD_TEST_BIN") {
+        return p.into();
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), Into::into);
+    target.join("debug/herald")
+}
+
+/// A real `herald` process on the test's database and Redis key space, with its plans.
+pub fn spawn_process(app: &TestApp, port: u16, extra: &[&str]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(herald_bin());
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--drain-secs",
+        "5",
+    ])
+    .args(extra)
+    .env("HERALD_DATABASE_URL", app.db.url())
+    .env_remove("HERALD_REDIS_URL")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if let Some(plans) = &app.config.plans {
+        cmd.arg("--plans")
+            .arg(plans)
+            .args(["--default-plan", &app.config.default_plan]);
+    }
+    if let Some(space) = &app.redis {
+        cmd.env("HERALD_REDIS_URL", redis_url())
+            .env("HERALD_REDIS_PREFIX", &space.prefix);
+    }
+    cmd.spawn()
+        .expect("the herald binary (cargo build -p herald)")
+}
+
+pub async fn wait_ready(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    assert!(
+        eventually(20, || async {
+            reqwest::get(&url)
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        })
+        .await,
+        "herald came up"
+    );
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

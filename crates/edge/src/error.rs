@@ -66,7 +66,10 @@ impl From<herald_replay::BrokerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_response(Problem::new(self.code, self.detail), self.retry_after)
+        let mut response = problem_response(Problem::new(self.code, self.detail), self.retry_after);
+        // For the rejection metrics: the code, without parsing the body again.
+        response.extensions_mut().insert(self.code);
+        response
     }
 }
 

@@ -7,6 +7,9 @@
 mod cors;
 mod error;
 mod history;
+pub mod limits;
+pub mod meter;
+pub mod metrics;
 mod publish;
 mod subscribe;
 mod tokens;
@@ -19,10 +22,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use herald_core::ErrorCode;
 use herald_replay::Broker;
-use herald_store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{problem_response, ApiError};
+pub use limits::{Clock, Limits, SystemClock};
+pub use meter::Usage;
+pub use metrics::Metrics;
 pub use view::ControlView;
 
 /// Settings of the edge that come from the command line.
@@ -47,37 +52,22 @@ impl Default for EdgeConfig {
 #[derive(Clone)]
 pub struct EdgeState(Arc<Inner>);
 
+/// Everything the edge's handlers share.
 pub struct Inner {
     pub broker: Arc<dyn Broker>,
     pub view: Arc<ControlView>,
     pub config: EdgeConfig,
     /// Cancelled when the process starts draining: every stream then ends cleanly.
     pub shutdown: CancellationToken,
+    pub limits: Arc<Limits>,
+    pub usage: Arc<Usage>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl EdgeState {
-    pub fn new(
-        broker: Arc<dyn Broker>,
-        view: Arc<ControlView>,
-        config: EdgeConfig,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Self(Arc::new(Inner {
-            broker,
-            view,
-            config,
-            shutdown,
-        }))
-    }
-
-    /// A state whose control-plane view reads `store` directly.
-    pub fn with_store(
-        broker: Arc<dyn Broker>,
-        store: Store,
-        config: EdgeConfig,
-        shutdown: CancellationToken,
-    ) -> Self {
-        Self::new(broker, Arc::new(ControlView::new(store)), config, shutdown)
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
     }
 }
 

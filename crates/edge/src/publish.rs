@@ -16,16 +16,15 @@ use bytes::Bytes;
 use herald_core::{
     ApiKeySecret, ChannelName, Cursor, ErrorCode, Event, EventData, EventType, Scope, TenantSlug,
 };
-use herald_replay::{Append, Appended, ChannelKey, Idempotency, Retention};
-use herald_store::{ApiKeyAuth, ChannelSettings};
+use herald_replay::{Append, Appended, ChannelKey, DailyQuota, Idempotency, Retention};
+use herald_store::{ApiKeyAuth, ChannelSettings, Tenant};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::limits::{day_of, secs_to_midnight};
 use crate::{ApiError, EdgeState};
 
-/// The largest event data accepted, measured as rendered on the `data:` lines.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 100;
 /// The longest `Idempotency-Key` accepted.
@@ -90,12 +89,13 @@ pub async fn one_event(
     check_channel(&key, &channel)?;
     let idempotency_key = idempotency_key(&headers)?;
     let event = parse_event(&headers, &read_body(body)?)?;
-    check_size(&event, None)?;
+    let limits = PublishLimits::of(&state, &tenant).await?;
+    limits.check_size(&event, None)?;
     let channels = vec![channel];
     let cursors = append(
         &state,
         &key,
-        &tenant,
+        &limits,
         &channels,
         vec![event],
         idempotency_key,
@@ -128,6 +128,7 @@ pub async fn batch(
             "a batch holds 1 to {MAX_BATCH} events"
         )));
     }
+    let limits = PublishLimits::of(&state, &tenant).await?;
     let mut channels = Vec::with_capacity(body.events.len());
     let mut events = Vec::with_capacity(body.events.len());
     for (i, e) in body.events.iter().enumerate() {
@@ -138,14 +139,14 @@ pub async fn batch(
         let channel = ChannelName::parse(&e.channel).map_err(|err| at(err.into()))?;
         check_channel(&key, &channel).map_err(at)?;
         let event = json_event(e.event.as_deref(), &e.data).map_err(at)?;
-        check_size(&event, Some(i))?;
+        limits.check_size(&event, Some(i))?;
         channels.push(channel);
         events.push(event);
     }
     let cursors = append(
         &state,
         &key,
-        &tenant,
+        &limits,
         &channels,
         events,
         idempotency_key,
@@ -163,40 +164,103 @@ pub async fn batch(
     Ok((StatusCode::CREATED, Json(BatchPublished { results })).into_response())
 }
 
-/// Appends with each channel's retention; answers the cursors, fresh or remembered.
+/// The tenant and its plan's publishing limits.
+struct PublishLimits {
+    tenant: Tenant,
+    max_message_bytes: usize,
+    messages_per_day: u64,
+}
+
+impl PublishLimits {
+    async fn of(state: &EdgeState, slug: &TenantSlug) -> Result<Self, ApiError> {
+        let tenant = state
+            .view
+            .tenant(slug)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+        let plan = state.limits.plan(&tenant);
+        Ok(Self {
+            max_message_bytes: usize::try_from(plan.max_message_bytes).unwrap_or(usize::MAX),
+            messages_per_day: plan.messages_per_day,
+            tenant,
+        })
+    }
+
+    /// `max_message_bytes` measures the data as rendered on the `data:` lines.
+    fn check_size(&self, event: &Event, index: Option<usize>) -> Result<(), ApiError> {
+        if event.data.rendered().len() > self.max_message_bytes {
+            let at = index.map(|i| format!("events[{i}]: ")).unwrap_or_default();
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "{at}event data is over this plan's {} bytes",
+                    self.max_message_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Appends with each channel's retention, after the key's rate limit and within the tenant's
+/// daily quota; answers the cursors, fresh or remembered.
 async fn append(
     state: &EdgeState,
     key: &ApiKeyAuth,
-    tenant: &TenantSlug,
+    limits: &PublishLimits,
     channels: &[ChannelName],
     events: Vec<Event>,
     idempotency_key: Option<String>,
     kind: &str,
 ) -> Result<Vec<Cursor>, ApiError> {
-    let mut batch = Vec::with_capacity(events.len());
+    let n = events.len();
+    state.limits.publish(&limits.tenant, &key.key_id, n)?;
+    let slug = &limits.tenant.slug;
+    let mut batch = Vec::with_capacity(n);
     for (channel, event) in channels.iter().zip(events) {
         let settings = state.view.channel(key.tenant_id, channel).await?;
         batch.push(Append {
-            channel: ChannelKey::new(tenant.clone(), channel.clone()),
+            channel: ChannelKey::new(slug.clone(), channel.clone()),
             event,
             retention: retention(&settings),
         });
     }
     let idempotency = idempotency_key.map(|k| Idempotency {
-        tenant: tenant.clone(),
+        tenant: slug.clone(),
         key: k,
         fingerprint: fingerprint(kind, &batch),
     });
+    let now = state.clock.now();
+    let quota = DailyQuota {
+        tenant: slug.clone(),
+        day: day_of(now),
+        limit: limits.messages_per_day,
+    };
     match state
         .broker
-        .append_batch(&batch, idempotency.as_ref())
+        .append_batch(&batch, idempotency.as_ref(), Some(&quota))
         .await?
     {
-        Appended::Fresh(c) | Appended::Repeat(c) => Ok(c),
+        Appended::Fresh(c) => {
+            state.usage.tenant(limits.tenant.id).published(n as u64);
+            state.metrics.publishes.inc_by(n as u64);
+            Ok(c)
+        }
+        Appended::Repeat(c) => Ok(c),
         Appended::Conflict => Err(ApiError::new(
             ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used for a different request",
         )),
+        Appended::QuotaExceeded => Err(ApiError {
+            retry_after: Some(secs_to_midnight(now)),
+            ..ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "this tenant's {} messages for today (UTC) are used up",
+                    limits.messages_per_day
+                ),
+            )
+        }),
     }
 }
 
@@ -238,17 +302,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         )));
     }
     Ok(Some(k.to_owned()))
-}
-
-fn check_size(event: &Event, index: Option<usize>) -> Result<(), ApiError> {
-    if event.data.rendered().len() > MAX_MESSAGE_BYTES {
-        let at = index.map(|i| format!("events[{i}]: ")).unwrap_or_default();
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("{at}event data is over {MAX_MESSAGE_BYTES} bytes"),
-        ));
-    }
-    Ok(())
 }
 
 fn media_type(headers: &HeaderMap) -> Option<String> {
@@ -341,7 +394,10 @@ pub(crate) async fn authenticate(
     }
     match state.view.tenant(tenant).await? {
         Some(t) if t.suspended_at.is_some() => Err(suspended()),
-        Some(_) => Ok(key),
+        Some(_) => {
+            state.usage.key_used(&key.key_id, state.clock.now());
+            Ok(key)
+        }
         None => Err(ApiError::unauthorized("unknown or revoked API key")),
     }
 }

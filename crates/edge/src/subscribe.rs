@@ -33,28 +33,35 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::meter::StreamMeter;
 use crate::tokens::Credential;
 use crate::{ApiError, EdgeState};
+use axum::extract::ConnectInfo;
+use axum::Extension;
+use herald_replay::ConnectionPermit;
 use herald_store::Visibility;
+use std::net::{IpAddr, SocketAddr};
 
 /// Events read from history per round trip while catching up.
 const PAGE: usize = 256;
 /// How long to wait before retrying a history read that failed.
 const RETRY_READ: Duration = Duration::from_secs(1);
-/// Channels one connection may follow.
-pub const MAX_CHANNELS: usize = 16;
+/// Channels one connection may name at all; the tenant's plan sets the real bound.
+pub const MAX_CHANNELS: usize = 256;
 
 /// `GET /v1/{tenant}/channels/{channel}/events`
 pub async fn one_channel(
     State(state): State<EdgeState>,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Path((tenant, channel)) =
         path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
     let tenant = TenantSlug::parse(&tenant)?;
     let channel = ChannelName::parse(&channel)?;
+    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     open(
         state,
         tenant,
@@ -62,6 +69,7 @@ pub async fn one_channel(
         false,
         query.as_deref(),
         &headers,
+        ip,
     )
     .await
 }
@@ -71,6 +79,7 @@ pub async fn several_channels(
     State(state): State<EdgeState>,
     path: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Path(tenant) = path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
@@ -83,10 +92,7 @@ pub async fn several_channels(
                 channels.push(c);
             }
             if channels.len() > MAX_CHANNELS {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidName,
-                    format!("at most {MAX_CHANNELS} channels per connection"),
-                ));
+                return Err(too_many_channels(MAX_CHANNELS));
             }
         }
     }
@@ -104,10 +110,28 @@ pub async fn several_channels(
             "two of these channels cannot share a connection; use two connections",
         ));
     }
-    open(state, tenant, channels, true, query.as_deref(), &headers).await
+    let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    open(
+        state,
+        tenant,
+        channels,
+        true,
+        query.as_deref(),
+        &headers,
+        ip,
+    )
+    .await
 }
 
-/// Checks the tenant, joins every channel's hub, and starts the stream.
+fn too_many_channels(max: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidName,
+        format!("at most {max} channels per connection on this plan"),
+    )
+}
+
+/// Checks the tenant, the credential and the plan's limits, joins every channel's hub, and
+/// starts the stream.
 async fn open(
     state: EdgeState,
     tenant: TenantSlug,
@@ -115,6 +139,7 @@ async fn open(
     multi: bool,
     query: Option<&str>,
     headers: &HeaderMap,
+    ip: Option<IpAddr>,
 ) -> Result<Response, ApiError> {
     let tenant_row = state
         .view
@@ -128,10 +153,30 @@ async fn open(
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
     let credential = Credential::of(&state, &tenant_row, headers, token.as_deref()).await?;
+    let plan = state.limits.plan(&tenant_row);
+    if channels.len() as u64 > plan.channels_per_connection {
+        return Err(too_many_channels(plan.channels_per_connection as usize));
+    }
     for channel in &channels {
         let settings = state.view.channel(tenant_row.id, channel).await?;
         credential.check(channel, settings.visibility == Visibility::Private)?;
     }
+    state.limits.connect(&tenant_row, ip)?;
+    let max_connections = plan.max_connections;
+    let permit = state
+        .broker
+        .acquire_connection(&tenant, max_connections)
+        .await?
+        .ok_or_else(|| ApiError {
+            retry_after: Some(5),
+            ..ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!("this tenant's {max_connections} concurrent connections are all open"),
+            )
+        })?;
+    let tenant_meter = state.usage.tenant(tenant_row.id);
+    tenant_meter.connections_seen(permit.total);
+    let meter = StreamMeter::new(tenant_meter, state.metrics.clone());
     let resume = requested_cursor(headers, query);
     let mut pending = VecDeque::new();
     pending.push_back(sse::retry(state.config.retry_ms));
@@ -176,9 +221,16 @@ async fn open(
         );
     }
     tracing::debug!(tenant = %tenant, channels = lanes.len(), "stream opened");
+    let pending = pending
+        .into_iter()
+        .map(|bytes| Chunk::plain(bytes, false))
+        .collect();
     let heartbeat = Box::pin(tokio::time::sleep(state.config.heartbeat));
     let feed = Feed {
         state,
+        tenant,
+        _permit: permit,
+        meter,
         lanes,
         multi,
         live,
@@ -229,6 +281,16 @@ fn gap_frame(channel: &ChannelName, gap: Gap) -> Bytes {
     sse::event(None, &gap_type, &data)
 }
 
+/// Whether the tenant may still stream: not suspended, not deleted. A database that cannot be
+/// reached keeps what is already open.
+async fn tenant_active(state: EdgeState, tenant: TenantSlug) -> bool {
+    match state.view.tenant(&tenant).await {
+        Ok(Some(t)) => t.suspended_at.is_none(),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
 /// One channel of a stream.
 struct Lane {
     key: ChannelKey,
@@ -241,14 +303,37 @@ struct Lane {
 
 type LaneItem = (usize, Option<Result<Live, BroadcastStreamRecvError>>);
 
+/// Bytes to send, and what they are for the meters.
+struct Chunk {
+    bytes: Bytes,
+    /// Whether the bytes complete an event (a gap counts; heartbeats and id lines do not).
+    event: bool,
+    /// For a live event: when it reached this process.
+    live_since: Option<std::time::Instant>,
+}
+
+impl Chunk {
+    fn plain(bytes: Bytes, event: bool) -> Self {
+        Self {
+            bytes,
+            event,
+            live_since: None,
+        }
+    }
+}
+
 /// One subscriber's stream: its channels, what it has still to send, and its live feeds.
 struct Feed {
     state: EdgeState,
+    tenant: TenantSlug,
+    /// Counts the connection against the tenant's quota until the stream ends.
+    _permit: ConnectionPermit,
+    meter: StreamMeter,
     lanes: Vec<Lane>,
     multi: bool,
     live: SelectAll<stream::BoxStream<'static, LaneItem>>,
     /// Frames ready to send, at most one history page.
-    pending: VecDeque<Bytes>,
+    pending: VecDeque<Chunk>,
     heartbeat: Pin<Box<Sleep>>,
     retry_read: Option<Pin<Box<Sleep>>>,
 }
@@ -257,9 +342,11 @@ impl Feed {
     /// The next chunk of the response body; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(frame) = self.pending.pop_front() {
+            if let Some(chunk) = self.pending.pop_front() {
                 self.reset_heartbeat();
-                return Some(frame);
+                self.meter
+                    .wrote(chunk.bytes.len(), chunk.event, chunk.live_since);
+                return Some(chunk.bytes);
             }
             if self.retry_read.is_none() {
                 if let Some(i) = self.lanes.iter().position(|l| l.catching_up) {
@@ -278,7 +365,12 @@ impl Feed {
                 _ = self.state.shutdown.cancelled() => return None,
                 item = self.live.next() => match item {
                     Some((i, Some(Ok(Live::Event(event))))) => self.accept(i, &event),
-                    Some((i, Some(Ok(Live::Resync) | Err(BroadcastStreamRecvError::Lagged(_))))) => {
+                    Some((i, Some(Ok(Live::Resync)))) => {
+                        self.state.metrics.slow("resync");
+                        self.lanes[i].catching_up = true;
+                    }
+                    Some((i, Some(Err(BroadcastStreamRecvError::Lagged(_))))) => {
+                        self.state.metrics.slow("lagged");
                         self.lanes[i].catching_up = true;
                     }
                     // The hub closed a channel (ended by the control plane): end the stream;
@@ -287,7 +379,13 @@ impl Feed {
                 },
                 _ = retry => self.retry_read = None,
                 _ = self.heartbeat.as_mut() => {
+                    // A quiet moment to notice that the tenant was suspended or deleted (a
+                    // cached lookup), for processes that were not told directly.
+                    if !tenant_active(self.state.clone(), self.tenant.clone()).await {
+                        return None;
+                    }
                     self.reset_heartbeat();
+                    self.meter.wrote(sse::KEEPALIVE.len(), false, None);
                     return Some(Bytes::from_static(sse::KEEPALIVE));
                 }
             }
@@ -306,11 +404,20 @@ impl Feed {
             Some(last) if event.cursor.position <= last.position => {}
             _ => {
                 lane.last = Some(event.cursor);
+                let since = Some(event.at);
                 if self.multi {
-                    self.pending.push_back(self.id_line());
-                    self.pending.push_back(event.body());
+                    self.pending.push_back(Chunk::plain(self.id_line(), false));
+                    self.pending.push_back(Chunk {
+                        bytes: event.body(),
+                        event: true,
+                        live_since: since,
+                    });
                 } else {
-                    self.pending.push_back(event.frame().clone());
+                    self.pending.push_back(Chunk {
+                        bytes: event.frame().clone(),
+                        event: true,
+                        live_since: since,
+                    });
                 }
             }
         }
@@ -322,7 +429,8 @@ impl Feed {
         match self.state.broker.read(&key, after, PAGE).await {
             Ok(history) => {
                 if let Some(gap) = history.gap {
-                    self.pending.push_back(gap_frame(&key.channel, gap));
+                    self.pending
+                        .push_back(Chunk::plain(gap_frame(&key.channel, gap), true));
                     if gap == Gap::InvalidCursor {
                         self.lanes[i].last = None;
                     }
@@ -331,7 +439,7 @@ impl Feed {
                     let cursor = history.cursor_of(e);
                     self.lanes[i].last = Some(cursor);
                     let frame = self.history_frame(cursor, e);
-                    self.pending.push_back(frame);
+                    self.pending.push_back(Chunk::plain(frame, true));
                 }
                 self.lanes[i].catching_up = history.events.len() >= PAGE;
             }

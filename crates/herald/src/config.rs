@@ -127,6 +127,24 @@ pub struct Config {
     )]
     pub signing_key_grace_secs: u64,
 
+    /// Stream connects per second per client IP; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "HERALD_CONNECT_RATE_PER_IP",
+        default_value_t = 0,
+        global = true
+    )]
+    pub connect_rate_per_ip: u32,
+
+    /// Seconds between writes of usage counters (and API keys' last use) to the database.
+    #[arg(
+        long,
+        env = "HERALD_USAGE_FLUSH_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub usage_flush_secs: u64,
+
     /// A TOML file of plans (`[plans.<name>]` tables); it replaces the built-in plans.
     #[arg(long, env = "HERALD_PLANS", global = true)]
     pub plans: Option<std::path::PathBuf>,

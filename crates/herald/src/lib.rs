@@ -19,7 +19,9 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use herald_admin::{AdminConfig, AdminState};
 use herald_core::ErrorCode;
-use herald_edge::{ApiError, ControlView, EdgeConfig, EdgeState};
+use herald_edge::{
+    ApiError, Clock, ControlView, EdgeConfig, EdgeState, Limits, Metrics, SystemClock, Usage,
+};
 use herald_replay::{Broker, InProcessBroker, RedisBroker, RedisConfig};
 use herald_store::Store;
 use tokio::net::TcpListener;
@@ -49,6 +51,9 @@ pub struct App {
     shutdown: CancellationToken,
     drain: Duration,
     store: Store,
+    /// Cancelled once the server has drained, for the last usage flush.
+    flushed: CancellationToken,
+    flusher: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Clone)]
@@ -61,6 +66,15 @@ impl App {
     /// Connects to the database and the broker (failing within about ten seconds, naming the
     /// URL, when either is unreachable), migrates when the role serves the admin API, and binds.
     pub async fn build(config: &Config, role: Role) -> anyhow::Result<App> {
+        Self::build_with_clock(config, role, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::build`] with a clock of the caller's, for tests of the UTC-day quotas.
+    pub async fn build_with_clock(
+        config: &Config,
+        role: Role,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<App> {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -92,15 +106,36 @@ impl App {
         };
         let shutdown = CancellationToken::new();
         let view = Arc::new(ControlView::new(store.clone()));
-        let edge = EdgeState::new(
-            broker.clone(),
-            view.clone(),
-            EdgeConfig {
+        let plans = Arc::new(config.load_plans()?);
+        let limits = Arc::new(Limits::new(
+            plans.clone(),
+            config.default_plan.clone(),
+            config.connect_rate_per_ip,
+        ));
+        herald_edge::limits::spawn_forgetting(limits.clone(), shutdown.clone());
+        let usage = Arc::new(Usage::default());
+        let metrics = Arc::new(Metrics::default());
+        let flushed = CancellationToken::new();
+        let flusher = herald_edge::meter::spawn_flusher(
+            usage.clone(),
+            store.clone(),
+            clock.clone(),
+            Duration::from_secs(config.usage_flush_secs.max(1)),
+            flushed.clone(),
+        );
+        let edge = EdgeState::new(herald_edge::Inner {
+            broker: broker.clone(),
+            view: view.clone(),
+            config: EdgeConfig {
                 heartbeat: Duration::from_secs(config.heartbeat_secs.max(1)),
                 retry_ms: config.retry_ms,
             },
-            shutdown.clone(),
-        );
+            shutdown: shutdown.clone(),
+            limits,
+            usage,
+            metrics: metrics.clone(),
+            clock,
+        });
         let admin = AdminState::new(
             store.clone(),
             view,
@@ -109,7 +144,7 @@ impl App {
                 public_origin: config.public_origin(),
                 session_ttl: SESSION_TTL,
                 signing_key_grace: config.signing_key_grace(),
-                plans: Arc::new(config.load_plans()?),
+                plans,
                 default_plan: config.default_plan.clone(),
             },
         );
@@ -127,6 +162,21 @@ impl App {
         let router = router
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready).with_state(health))
+            .route(
+                "/metrics",
+                get(move || {
+                    let metrics = metrics.clone();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            metrics.encode(),
+                        )
+                    }
+                }),
+            )
             .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") })
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(telemetry::layer());
@@ -137,6 +187,8 @@ impl App {
             shutdown,
             drain: config.drain(),
             store,
+            flushed,
+            flusher,
         })
     }
 
@@ -166,6 +218,8 @@ impl App {
             shutdown,
             drain,
             store,
+            flushed,
+            flusher,
         } = self;
         let signal = shutdown.clone();
         // Every event must leave at once: without TCP_NODELAY, Nagle holds a second small frame
@@ -189,6 +243,12 @@ impl App {
                 shutdown.cancelled().await;
                 tokio::time::sleep(drain).await;
             } => tracing::warn!("drain timeout reached; closing remaining connections"),
+        }
+        // Every stream has ended (or been dropped with the server), and with it settled its
+        // counts: the last flush makes the usage record exact.
+        flushed.cancel();
+        if let Err(e) = flusher.await {
+            tracing::warn!(error = %e, "the usage flusher failed");
         }
         store.close().await;
         Ok(())

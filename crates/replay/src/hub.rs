@@ -29,6 +29,8 @@ pub enum Live {
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
     pub cursor: Cursor,
+    /// When the event reached this process.
+    pub at: std::time::Instant,
     frame: Bytes,
     body_at: usize,
 }
@@ -39,6 +41,7 @@ impl LiveEvent {
         let frame = sse::event(Some(&id), &event.event_type, &event.data.rendered());
         Self {
             cursor,
+            at: std::time::Instant::now(),
             frame,
             body_at: "id: ".len() + id.len() + 1,
         }

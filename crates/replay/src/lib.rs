@@ -89,6 +89,49 @@ pub enum Appended {
     Repeat(Vec<Cursor>),
     /// The key was used for a different request.
     Conflict,
+    /// The tenant's daily message quota would be exceeded; nothing was appended.
+    QuotaExceeded,
+}
+
+/// A tenant's messages-per-day quota, for one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyQuota {
+    pub tenant: TenantSlug,
+    /// Days since the unix epoch, UTC.
+    pub day: i64,
+    pub limit: u64,
+}
+
+/// A held subscriber connection of a tenant, counted on every process until dropped.
+pub struct ConnectionPermit {
+    /// The tenant's connections across all processes, this one included, when it was granted.
+    pub total: u64,
+    release: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl ConnectionPermit {
+    pub fn new(total: u64, release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self {
+            total,
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectionPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPermit")
+            .field("total", &self.total)
+            .finish()
+    }
 }
 
 /// What a channel holds.
@@ -178,10 +221,15 @@ pub trait Broker: Send + Sync + 'static {
     /// order. With an idempotency key, a repeat (same key, same fingerprint) within
     /// [`IDEMPOTENCY_TTL`] appends nothing and answers the first cursors again, however many
     /// repeats race; a repeat with another fingerprint is [`Appended::Conflict`].
+    ///
+    /// With a daily quota, the events count against the tenant's messages of `quota.day`, and
+    /// a batch that would go over the limit appends nothing ([`Appended::QuotaExceeded`]); the
+    /// check and the count are one step with the append, on every process.
     async fn append_batch(
         &self,
         batch: &[Append],
         idempotency: Option<&Idempotency>,
+        quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError>;
 
     /// Appends one event (see [`Broker::append_batch`]) and returns its cursor.
@@ -196,14 +244,24 @@ pub trait Broker: Send + Sync + 'static {
             event: event.clone(),
             retention,
         }];
-        match self.append_batch(&batch, None).await? {
+        match self.append_batch(&batch, None, None).await? {
             Appended::Fresh(c) | Appended::Repeat(c) => c
                 .into_iter()
                 .next()
                 .ok_or_else(|| BrokerError::Protocol("no cursor for an appended event".into())),
-            Appended::Conflict => Err(BrokerError::Protocol("conflict without a key".into())),
+            Appended::Conflict | Appended::QuotaExceeded => Err(BrokerError::Protocol(
+                "refused an append that had no key and no quota".into(),
+            )),
         }
     }
+
+    /// Takes one of the tenant's `limit` concurrent connections, counted across every process;
+    /// `None` when all are taken. A process that dies stops counting within seconds.
+    async fn acquire_connection(
+        &self,
+        tenant: &TenantSlug,
+        limit: u64,
+    ) -> Result<Option<ConnectionPermit>, BrokerError>;
 
     /// Subscribers of the channel on every process (a process's count may lag by a couple of
     /// seconds; a process that died stops counting within seconds).

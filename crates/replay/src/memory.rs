@@ -14,9 +14,11 @@ use async_trait::async_trait;
 use herald_core::{Cursor, Epoch, Position};
 
 use crate::hub::{Hub, LiveEvent, Subscription};
+use herald_core::TenantSlug;
+
 use crate::{
-    Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, Gap, History, Idempotency,
-    Retention, StoredEvent, Target, IDEMPOTENCY_TTL,
+    Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, ConnectionPermit, DailyQuota,
+    Gap, History, Idempotency, Retention, StoredEvent, Target, IDEMPOTENCY_TTL,
 };
 
 /// Each channel's broadcast ring: how many events a subscriber may fall behind live delivery
@@ -27,6 +29,10 @@ const HUB_CAPACITY: usize = 1024;
 pub struct InProcessBroker {
     /// Idempotency keys: `(tenant, key)` → what was asked and answered.
     idempotency: Mutex<HashMap<(String, String), Remembered>>,
+    /// Messages per tenant and UTC day; taken after `idempotency`.
+    daily: Mutex<HashMap<(TenantSlug, i64), u64>>,
+    /// Open connections per tenant.
+    connections: Arc<Mutex<HashMap<TenantSlug, u64>>>,
     channels: Mutex<HashMap<ChannelKey, Arc<Mutex<ChannelState>>>>,
     hub: Hub,
 }
@@ -50,6 +56,8 @@ impl InProcessBroker {
     pub fn new() -> Arc<Self> {
         let broker = Arc::new(Self {
             idempotency: Mutex::default(),
+            daily: Mutex::default(),
+            connections: Arc::default(),
             channels: Mutex::default(),
             hub: Hub::new(HUB_CAPACITY),
         });
@@ -76,6 +84,10 @@ impl InProcessBroker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, (_, _, at)| at.elapsed() < IDEMPOTENCY_TTL);
+        let mut daily = self.daily.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(latest) = daily.keys().map(|(_, day)| *day).max() {
+            daily.retain(|(_, day), _| *day >= latest - 1);
+        }
         let now = now_ms();
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels.retain(|key, state| {
@@ -146,6 +158,7 @@ impl Broker for InProcessBroker {
         &self,
         batch: &[Append],
         idempotency: Option<&Idempotency>,
+        quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
         // Lock order: idempotency keys, then channels sorted by key, so batches never deadlock.
         let mut keys = self.idempotency.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,6 +173,14 @@ impl Broker for InProcessBroker {
                     });
                 }
             }
+        }
+        if let Some(q) = quota {
+            let mut daily = self.daily.lock().unwrap_or_else(|e| e.into_inner());
+            let used = daily.entry((q.tenant.clone(), q.day)).or_insert(0);
+            if *used + batch.len() as u64 > q.limit {
+                return Ok(Appended::QuotaExceeded);
+            }
+            *used += batch.len() as u64;
         }
         let mut channels: Vec<(String, Arc<Mutex<ChannelState>>)> = Vec::new();
         for a in batch {
@@ -215,6 +236,30 @@ impl Broker for InProcessBroker {
 
     async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
         Ok(self.hub.subscribers(key))
+    }
+
+    async fn acquire_connection(
+        &self,
+        tenant: &TenantSlug,
+        limit: u64,
+    ) -> Result<Option<ConnectionPermit>, BrokerError> {
+        let mut counts = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(tenant.clone()).or_insert(0);
+        if *n >= limit {
+            return Ok(None);
+        }
+        *n += 1;
+        let total = *n;
+        let (counts, tenant) = (self.connections.clone(), tenant.clone());
+        Ok(Some(ConnectionPermit::new(total, move || {
+            let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&tenant) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&tenant);
+                }
+            }
+        })))
     }
 
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {

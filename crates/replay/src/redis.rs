@@ -30,8 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::{Hub, LiveEvent, Subscription};
 use crate::{
-    Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, Gap, History, Idempotency,
-    StoredEvent, Target,
+    Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, ConnectionPermit, DailyQuota,
+    Gap, History, Idempotency, StoredEvent, Target,
 };
 use herald_core::{ChannelName, TenantSlug};
 
@@ -41,7 +41,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a process publishes its subscriber counts and proves it is alive.
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// A process that has not proved it is alive for this long no longer counts.
-const ALIVE_SECS: u64 = 10;
+const ALIVE_SECS: u64 = 6;
 /// How long the meta hash outlives the last event of a quiet channel, so that old cursors are
 /// still told "truncated" rather than "unknown".
 const META_GRACE_SECS: u64 = 7 * 86_400;
@@ -57,6 +57,8 @@ pub struct RedisConfig {
 /// A broker on Redis, shared by every edge process of a cluster.
 pub struct RedisBroker {
     con: ConnectionManager,
+    /// Connection releases, written back by the pub/sub task (see [`PubSubActor::report`]).
+    releases: mpsc::UnboundedSender<TenantSlug>,
     /// This process's id in subscriber counts.
     process: String,
     prefix: String,
@@ -66,6 +68,8 @@ pub struct RedisBroker {
 
 struct Shared {
     hub: Hub,
+    /// This process's open connections per tenant: the truth its reports write.
+    connections: std::sync::Mutex<HashMap<TenantSlug, u64>>,
     /// Whether the pub/sub connection is up; new subscriptions are refused while it is not.
     up: AtomicBool,
 }
@@ -113,15 +117,19 @@ impl RedisBroker {
             .map_err(unavailable)?;
 
         let shared = Arc::new(Shared {
+            connections: std::sync::Mutex::default(),
             hub: Hub::new(HUB_CAPACITY),
             up: AtomicBool::new(true),
         });
         let (commands, rx) = mpsc::channel(1024);
+        let (releases, released) = mpsc::unbounded_channel();
         let process = format!("{:016x}", rand::random::<u64>());
         let actor = PubSubActor {
+            released,
             con: con.clone(),
             process: process.clone(),
             reported: HashMap::new(),
+            reported_tenants: Vec::new(),
             client,
             shared: shared.clone(),
             prefix: config.prefix.clone(),
@@ -130,6 +138,7 @@ impl RedisBroker {
         };
         tokio::spawn(actor.run((sink, stream)));
         Ok(Arc::new(Self {
+            releases,
             con,
             process,
             prefix: config.prefix,
@@ -167,6 +176,10 @@ fn subscribers_key(prefix: &str, key: &ChannelKey) -> String {
 
 fn pubsub_name(prefix: &str, key: &ChannelKey) -> String {
     format!("{prefix}:ev:{key}")
+}
+
+fn connections_key(prefix: &str, tenant: &TenantSlug) -> String {
+    format!("{prefix}:conn:{tenant}")
 }
 
 fn alive_key(prefix: &str, process: &str) -> String {
@@ -271,10 +284,11 @@ local function append_one(stream, meta, announce, max_len, ttl_ms, fresh_epoch, 
 end
 "#;
 
-/// KEYS: idempotency key, then stream and meta of each event. ARGV: fingerprint ('' for none),
-/// idempotency TTL (s), event count, then per event: announce channel, max_len, ttl_ms, fresh
-/// epoch, type, data, stream expiry (s), meta expiry (s).
-/// Returns {'fresh' | 'repeat' | 'conflict', 'epoch:id,epoch:id,...'}.
+/// KEYS: idempotency key, daily message counter, then stream and meta of each event. ARGV:
+/// fingerprint ('' for none), idempotency TTL (s), event count, daily limit ('' for none), then
+/// per event: announce channel, max_len, ttl_ms, fresh epoch, type, data, stream expiry (s),
+/// meta expiry (s).
+/// Returns {'fresh' | 'repeat' | 'conflict' | 'quota', 'epoch:id,epoch:id,...'}.
 const LUA_APPEND: &str = r#"
 local idem, fp = KEYS[1], ARGV[1]
 if fp ~= '' then
@@ -287,10 +301,17 @@ if fp ~= '' then
     return {'conflict', ''}
   end
 end
+local n = tonumber(ARGV[3])
+if ARGV[4] ~= '' then
+  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used + n > tonumber(ARGV[4]) then return {'quota', ''} end
+  redis.call('INCRBY', KEYS[2], n)
+  redis.call('EXPIRE', KEYS[2], 172800)
+end
 local out = {}
-for i = 0, tonumber(ARGV[3]) - 1 do
-  local a = 3 + i * 8
-  local r = append_one(KEYS[2 + i * 2], KEYS[3 + i * 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
+for i = 0, n - 1 do
+  local a = 4 + i * 8
+  local r = append_one(KEYS[3 + i * 2], KEYS[4 + i * 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
     ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
   out[#out + 1] = r[1] .. ':' .. r[2]
 end
@@ -338,6 +359,28 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{LUA_COMMON}{LUA_APPEND_ONE}{body}"))
 }
 
+/// KEYS: the tenant's connection hash (process id → count). ARGV: this process's id, the limit,
+/// the alive-key prefix, the alive TTL (s). Counts of processes that stopped proving they are
+/// alive are dropped; the acquiring process proves itself alive here too, so its first counts
+/// never wait for its first report. Returns the new total, or -1 when the limit is reached.
+const LUA_ACQUIRE: &str = r#"
+redis.call('SET', ARGV[3] .. ARGV[1], 1, 'EX', ARGV[4])
+local h = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #h, 2 do
+  if h[i] == ARGV[1] or redis.call('EXISTS', ARGV[3] .. h[i]) == 1 then
+    total = total + tonumber(h[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], h[i])
+  end
+end
+if total >= tonumber(ARGV[2]) then return -1 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[1], 86400)
+return total + 1
+"#;
+
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(LUA_ACQUIRE));
 static APPEND: LazyLock<Script> = LazyLock::new(|| script(LUA_APPEND));
 static READ: LazyLock<Script> = LazyLock::new(|| script(LUA_READ));
 
@@ -347,6 +390,7 @@ impl Broker for RedisBroker {
         &self,
         batch: &[Append],
         idempotency: Option<&Idempotency>,
+        quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
         let mut invocation = APPEND.prepare_invoke();
         match idempotency {
@@ -355,9 +399,14 @@ impl Broker for RedisBroker {
                 .arg(&i.fingerprint),
             None => invocation.key(format!("{}:idem:-", self.prefix)).arg(""),
         };
+        match quota {
+            Some(q) => invocation.key(format!("{}:msgs:{}:{}", self.prefix, q.tenant, q.day)),
+            None => invocation.key(format!("{}:msgs:-", self.prefix)),
+        };
         invocation
             .arg(crate::IDEMPOTENCY_TTL.as_secs())
-            .arg(batch.len());
+            .arg(batch.len())
+            .arg(quota.map(|q| q.limit.to_string()).unwrap_or_default());
         for a in batch {
             let (stream, meta) = self.keys(&a.channel);
             let ttl_secs = a.retention.ttl.as_secs().max(1);
@@ -392,10 +441,66 @@ impl Broker for RedisBroker {
             "fresh" => Ok(Appended::Fresh(parse()?)),
             "repeat" => Ok(Appended::Repeat(parse()?)),
             "conflict" => Ok(Appended::Conflict),
+            "quota" => Ok(Appended::QuotaExceeded),
             other => Err(BrokerError::Protocol(format!(
                 "unknown append outcome {other:?}"
             ))),
         }
+    }
+
+    async fn acquire_connection(
+        &self,
+        tenant: &TenantSlug,
+        limit: u64,
+    ) -> Result<Option<ConnectionPermit>, BrokerError> {
+        // Counted locally first: a report of this process's counts that runs while the script
+        // is in flight then errs on the side of refusing, never of admitting too many.
+        let local = |delta: i64| {
+            let mut counts = self
+                .shared
+                .connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(tenant.clone()).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                counts.remove(tenant);
+            }
+        };
+        local(1);
+        let total: Result<i64, _> = ACQUIRE
+            .key(connections_key(&self.prefix, tenant))
+            .arg(&self.process)
+            .arg(limit)
+            .arg(format!("{}:alive:", self.prefix))
+            .arg(ALIVE_SECS)
+            .invoke_async(&mut self.con.clone())
+            .await;
+        let total = match total {
+            Ok(t) => t,
+            Err(e) => {
+                local(-1);
+                return Err(unavailable(e));
+            }
+        };
+        let Ok(total) = u64::try_from(total) else {
+            local(-1);
+            return Ok(None);
+        };
+        let (shared, releases, tenant) =
+            (self.shared.clone(), self.releases.clone(), tenant.clone());
+        Ok(Some(ConnectionPermit::new(total, move || {
+            // Decrement and queue the release under one lock, so that a report sees either
+            // both or neither.
+            let mut counts = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&tenant) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&tenant);
+                }
+            }
+            let _ = releases.send(tenant);
+        })))
     }
 
     async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
@@ -603,10 +708,14 @@ fn parse_announcement(payload: &[u8]) -> Option<(Cursor, Event)> {
 /// The one task that owns the pub/sub connection.
 struct PubSubActor {
     client: redis::Client,
+    /// Connections given back since they were last written.
+    released: mpsc::UnboundedReceiver<TenantSlug>,
     con: ConnectionManager,
     process: String,
     /// The counts last written for this process, so only changes are written.
     reported: HashMap<ChannelKey, usize>,
+    /// Tenants whose connection count this process last reported as non-zero.
+    reported_tenants: Vec<TenantSlug>,
     shared: Arc<Shared>,
     prefix: String,
     commands: mpsc::Receiver<Command>,
@@ -688,6 +797,7 @@ impl PubSubActor {
         let mut report = tokio::time::interval(REPORT_EVERY);
         loop {
             tokio::select! {
+                Some(first) = self.released.recv() => self.write_releases(first).await,
                 _ = report.tick() => {
                     if let Err(e) = tokio::time::timeout(COMMAND_TIMEOUT, self.report()).await.map_err(unavailable).and_then(|r| r) {
                         tracing::debug!(error = %e, "cannot report subscriber counts");
@@ -764,7 +874,31 @@ impl PubSubActor {
         Ok(())
     }
 
-    /// Proves this process alive and writes the subscriber counts that changed.
+    /// Gives released connections back (and whatever queued up behind the first). One that
+    /// cannot be written is healed by the next report.
+    async fn write_releases(&mut self, first: TenantSlug) {
+        let mut pipe = redis::pipe();
+        let mut next = Some(first);
+        while let Some(t) = next {
+            pipe.cmd("HINCRBY")
+                .arg(connections_key(&self.prefix, &t))
+                .arg(&self.process)
+                .arg(-1)
+                .ignore();
+            next = self.released.try_recv().ok();
+        }
+        if let Err(e) = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            pipe.query_async::<()>(&mut self.con.clone()),
+        )
+        .await
+        {
+            tracing::debug!(error = %e, "cannot release connections; the next report heals it");
+        }
+    }
+
+    /// Proves this process alive and writes the subscriber counts that changed, and this
+    /// process's exact connection counts.
     async fn report(&mut self) -> Result<(), BrokerError> {
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -793,10 +927,38 @@ impl PubSubActor {
                 .arg(&self.process)
                 .ignore();
         }
+        // This process's exact connection counts, healing any release that was lost. Releases
+        // queued until now are in these counts: drop them under the same lock, so none is
+        // applied twice.
+        let connections: Vec<(TenantSlug, u64)> = {
+            let counts = self
+                .shared
+                .connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            while self.released.try_recv().is_ok() {}
+            counts.iter().map(|(t, n)| (t.clone(), *n)).collect()
+        };
+        for (tenant, n) in &connections {
+            pipe.cmd("HSET")
+                .arg(connections_key(&self.prefix, tenant))
+                .arg(&self.process)
+                .arg(*n)
+                .ignore();
+        }
+        for tenant in &self.reported_tenants {
+            if !connections.iter().any(|(t, _)| t == tenant) {
+                pipe.cmd("HDEL")
+                    .arg(connections_key(&self.prefix, tenant))
+                    .arg(&self.process)
+                    .ignore();
+            }
+        }
         pipe.query_async::<()>(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
         self.reported = now;
+        self.reported_tenants = connections.into_iter().map(|(t, _)| t).collect();
         Ok(())
     }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use herald_core::{ChannelName, Cursor, Epoch, Event, EventData, EventType, Position, TenantSlug};
 use herald_replay::{
-    Append, Appended, Broker, ChannelKey, Gap, Idempotency, InProcessBroker, Live, RedisBroker,
-    RedisConfig, Retention, Target,
+    Append, Appended, Broker, ChannelKey, DailyQuota, Gap, Idempotency, InProcessBroker, Live,
+    RedisBroker, RedisConfig, Retention, Target,
 };
 use tokio::sync::broadcast::error::RecvError;
 
@@ -102,6 +102,8 @@ on_both!(
     batches_append_in_order_across_channels,
     idempotent_appends_happen_once_however_many_race,
     channel_info_reports_head_and_retained,
+    the_daily_quota_refuses_whole_batches_past_the_limit,
+    connection_permits_are_counted_until_dropped,
 );
 
 async fn resume_reads_exactly_the_missed_events(b: Arc<impl Broker>) {
@@ -292,7 +294,7 @@ fn append(channel: &str, n: u64) -> Append {
 
 async fn batches_append_in_order_across_channels(b: Arc<impl Broker>) {
     let batch = [append("a", 1), append("b", 2), append("a", 3)];
-    let Appended::Fresh(cursors) = b.append_batch(&batch, None).await.unwrap() else {
+    let Appended::Fresh(cursors) = b.append_batch(&batch, None, None).await.unwrap() else {
         panic!("a batch without a key is always fresh");
     };
     assert_eq!(cursors.len(), 3);
@@ -317,7 +319,7 @@ async fn idempotent_appends_happen_once_however_many_race(b: Arc<impl Broker>) {
     for _ in 0..20 {
         let (b, idem) = (b.clone(), idem.clone());
         tasks.push(tokio::spawn(async move {
-            b.append_batch(&[append("c", 7)], Some(&idem))
+            b.append_batch(&[append("c", 7)], Some(&idem), None)
                 .await
                 .unwrap()
         }));
@@ -331,7 +333,7 @@ async fn idempotent_appends_happen_once_however_many_race(b: Arc<impl Broker>) {
                 cursors.push(c);
             }
             Appended::Repeat(c) => cursors.push(c),
-            Appended::Conflict => panic!("same fingerprint"),
+            Appended::Conflict | Appended::QuotaExceeded => panic!("same fingerprint, no quota"),
         }
     }
     assert_eq!(fresh, 1);
@@ -345,7 +347,7 @@ async fn idempotent_appends_happen_once_however_many_race(b: Arc<impl Broker>) {
         ..idem.clone()
     };
     assert_eq!(
-        b.append_batch(&[append("c", 8)], Some(&other))
+        b.append_batch(&[append("c", 8)], Some(&other), None)
             .await
             .unwrap(),
         Appended::Conflict
@@ -355,7 +357,7 @@ async fn idempotent_appends_happen_once_however_many_race(b: Arc<impl Broker>) {
         ..idem
     };
     assert!(matches!(
-        b.append_batch(&[append("c", 9)], Some(&other_tenant))
+        b.append_batch(&[append("c", 9)], Some(&other_tenant), None)
             .await
             .unwrap(),
         Appended::Fresh(_)
@@ -371,4 +373,105 @@ async fn channel_info_reports_head_and_retained(b: Arc<impl Broker>) {
     let last = b.append(&key("c"), &ev(4), keep(3)).await.unwrap();
     let info = b.channel_info(&key("c")).await.unwrap();
     assert_eq!((info.last, info.retained), (Some(last), 3));
+}
+
+async fn the_daily_quota_refuses_whole_batches_past_the_limit(b: Arc<impl Broker>) {
+    let quota = |day| DailyQuota {
+        tenant: TenantSlug::parse("acme").unwrap(),
+        day,
+        limit: 3,
+    };
+    let today = quota(20_000);
+    let two = [append("c", 1), append("c", 2)];
+    assert!(matches!(
+        b.append_batch(&two, None, Some(&today)).await.unwrap(),
+        Appended::Fresh(_)
+    ));
+    assert_eq!(
+        b.append_batch(&two, None, Some(&today)).await.unwrap(),
+        Appended::QuotaExceeded,
+        "2 + 2 > 3"
+    );
+    assert!(matches!(
+        b.append_batch(&[append("c", 3)], None, Some(&today))
+            .await
+            .unwrap(),
+        Appended::Fresh(_)
+    ));
+    assert_eq!(
+        b.append_batch(&[append("c", 4)], None, Some(&today))
+            .await
+            .unwrap(),
+        Appended::QuotaExceeded
+    );
+    assert_eq!(
+        b.read(&key("c"), None, 10).await.unwrap().events.len(),
+        3,
+        "refused batches appended nothing"
+    );
+    assert!(
+        matches!(
+            b.append_batch(&[append("c", 5)], None, Some(&quota(20_001)))
+                .await
+                .unwrap(),
+            Appended::Fresh(_)
+        ),
+        "a new day"
+    );
+}
+
+async fn connection_permits_are_counted_until_dropped(b: Arc<impl Broker>) {
+    let acme = TenantSlug::parse("acme").unwrap();
+    let other = TenantSlug::parse("other").unwrap();
+    let p1 = b
+        .acquire_connection(&acme, 2)
+        .await
+        .unwrap()
+        .expect("first");
+    let p2 = b
+        .acquire_connection(&acme, 2)
+        .await
+        .unwrap()
+        .expect("second");
+    assert_eq!(p2.total, 2);
+    assert!(
+        b.acquire_connection(&acme, 2).await.unwrap().is_none(),
+        "the third is refused"
+    );
+    assert!(
+        b.acquire_connection(&other, 2).await.unwrap().is_some(),
+        "other tenants are unaffected"
+    );
+    drop(p1);
+    let mut again = None;
+    for _ in 0..250 {
+        again = b.acquire_connection(&acme, 2).await.unwrap();
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a released connection can be taken again");
+    drop(p2);
+}
+
+/// Two Redis brokers on one key space are two edge processes: the limit holds across both.
+#[tokio::test]
+async fn connection_limits_hold_across_processes() {
+    let (a, space) = redis().await;
+    let b = RedisBroker::connect(RedisConfig {
+        url: redis_url(),
+        prefix: space.prefix.clone(),
+    })
+    .await
+    .unwrap();
+    let acme = TenantSlug::parse("acme").unwrap();
+    let _a1 = a.acquire_connection(&acme, 3).await.unwrap().unwrap();
+    let _a2 = a.acquire_connection(&acme, 3).await.unwrap().unwrap();
+    // Let both processes prove they are alive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b1 = b.acquire_connection(&acme, 3).await.unwrap().unwrap();
+    assert_eq!(b1.total, 3);
+    assert!(b.acquire_connection(&acme, 3).await.unwrap().is_none());
+    assert!(a.acquire_connection(&acme, 3).await.unwrap().is_none());
 }

@@ -1,0 +1,199 @@
+//! Usage metering: what each tenant published and was delivered, counted where it happens and
+//! written to SQL on an interval and at shutdown.
+//!
+//! A stream counts its deliveries in plain integers of its own and adds them to its tenant's
+//! atomics every [`STREAM_BATCH`] deliveries and when it ends, so subscribers never contend on a
+//! lock or a shared cache line per delivery. The flusher swaps each tenant's counters to zero and
+//! writes the difference: after a graceful shutdown (every stream ended, a last flush) the
+//! record is exact; after a crash it misses at most one interval.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_core::KeyId;
+use herald_store::{DailyUsage, Store, TenantId};
+use time::OffsetDateTime;
+
+use crate::limits::{day_of, Clock};
+use crate::metrics::Metrics;
+use std::time::Instant;
+
+/// Deliveries a stream counts before adding them to its tenant's total.
+const STREAM_BATCH: u64 = 64;
+
+/// One tenant's use since the last flush.
+#[derive(Default)]
+pub struct TenantMeter {
+    messages: AtomicU64,
+    deliveries: AtomicU64,
+    bytes_out: AtomicU64,
+    /// The most connections seen since the last flush, across processes where the broker knows.
+    peak: AtomicU64,
+    /// Streams of the tenant open on this process now.
+    current: AtomicI64,
+}
+
+impl TenantMeter {
+    pub fn published(&self, n: u64) {
+        self.messages.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn connections_seen(&self, total: u64) {
+        self.peak.fetch_max(total, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> DailyUsage {
+        let current = u64::try_from(self.current.load(Ordering::Relaxed)).unwrap_or(0);
+        DailyUsage {
+            messages: self.messages.swap(0, Ordering::Relaxed),
+            deliveries: self.deliveries.swap(0, Ordering::Relaxed),
+            bytes_out: self.bytes_out.swap(0, Ordering::Relaxed),
+            peak_connections: self.peak.swap(0, Ordering::Relaxed).max(current),
+        }
+    }
+
+    fn give_back(&self, u: DailyUsage) {
+        self.messages.fetch_add(u.messages, Ordering::Relaxed);
+        self.deliveries.fetch_add(u.deliveries, Ordering::Relaxed);
+        self.bytes_out.fetch_add(u.bytes_out, Ordering::Relaxed);
+        self.peak.fetch_max(u.peak_connections, Ordering::Relaxed);
+    }
+}
+
+/// A stream's own count of what it delivered, settled into its tenant's meter and the process
+/// metrics every [`STREAM_BATCH`] deliveries and when the stream ends.
+pub struct StreamMeter {
+    tenant: Arc<TenantMeter>,
+    metrics: Arc<Metrics>,
+    deliveries: u64,
+    bytes: u64,
+}
+
+impl StreamMeter {
+    pub fn new(tenant: Arc<TenantMeter>, metrics: Arc<Metrics>) -> Self {
+        tenant.current.fetch_add(1, Ordering::Relaxed);
+        metrics.connections.inc();
+        Self {
+            tenant,
+            metrics,
+            deliveries: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts bytes written. `event` is set when they carried an event; a live event gives the
+    /// time it reached this process, so that a settle can sample publish-to-flush latency.
+    pub fn wrote(&mut self, bytes: usize, event: bool, live_since: Option<Instant>) {
+        self.bytes += bytes as u64;
+        if event {
+            self.deliveries += 1;
+            if self.deliveries >= STREAM_BATCH {
+                self.settle(live_since);
+            }
+        }
+    }
+
+    fn settle(&mut self, live_since: Option<Instant>) {
+        let n = std::mem::take(&mut self.deliveries);
+        self.tenant.deliveries.fetch_add(n, Ordering::Relaxed);
+        self.tenant
+            .bytes_out
+            .fetch_add(std::mem::take(&mut self.bytes), Ordering::Relaxed);
+        self.metrics.delivered(n, live_since.map(|at| at.elapsed()));
+    }
+}
+
+impl Drop for StreamMeter {
+    fn drop(&mut self) {
+        self.settle(None);
+        self.tenant.current.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.connections.dec();
+    }
+}
+
+/// Every tenant's meter, and the API keys used since the last flush.
+#[derive(Default)]
+pub struct Usage {
+    tenants: Mutex<HashMap<TenantId, Arc<TenantMeter>>>,
+    keys: Mutex<HashMap<KeyId, OffsetDateTime>>,
+}
+
+impl Usage {
+    pub fn tenant(&self, id: TenantId) -> Arc<TenantMeter> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    /// Notes that a key was used; `last_used_at` is written with the next flush.
+    pub fn key_used(&self, key: &KeyId, at: OffsetDateTime) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), at);
+    }
+
+    /// Writes what was counted since the last flush; what cannot be written is kept for the
+    /// next one.
+    pub async fn flush(&self, store: &Store, clock: &dyn Clock) {
+        let day = day_of(clock.now());
+        let meters: Vec<(TenantId, Arc<TenantMeter>)> = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, m)| (*id, m.clone()))
+            .collect();
+        for (id, meter) in meters {
+            let delta = meter.take();
+            if delta == DailyUsage::default() {
+                continue;
+            }
+            if let Err(e) = store.record_usage(id, day, delta).await {
+                if matches!(e, herald_store::StoreError::NotFound) {
+                    continue; // the tenant was deleted
+                }
+                tracing::warn!(error = %e, "cannot record usage; keeping it for the next flush");
+                meter.give_back(delta);
+            }
+        }
+        let used: Vec<(KeyId, OffsetDateTime)> = self
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        if !used.is_empty() {
+            if let Err(e) = store.touch_api_keys(&used).await {
+                tracing::warn!(error = %e, "cannot record API key use");
+            }
+        }
+    }
+}
+
+/// Flushes usage every `every` until `shutdown`, then once more when `done` fires (after the
+/// server has drained, so that the last streams' counts are in).
+pub fn spawn_flusher(
+    usage: Arc<Usage>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    done: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => usage.flush(&store, clock.as_ref()).await,
+                () = done.cancelled() => break,
+            }
+        }
+        usage.flush(&store, clock.as_ref()).await;
+    })
+}
