@@ -4,6 +4,7 @@
 //! seconds, before the workspace itself. `main` only dispatches: each subcommand lives in its own
 //! module, and adding one (`bench`, `openapi`) means a module and a line in `main` and in `USAGE`.
 
+mod bench;
 mod cmd;
 mod postgres;
 mod redis;
@@ -29,6 +30,10 @@ Commands:
           Only the Schemathesis step: pip-installs it into target/schemathesis-venv, starts herald
           on a fresh SQLite database and fuzzes every operation of api-spec/openapi.json
 
+  bench   Run the measurement programs of tests/examples in release mode (publish→receive
+          latency, 1,000-subscriber fan-out, publish throughput with the limiter off and on)
+          and print their numbers
+
 Environment:
   HERALD_TEST_DATABASE_URL  a Postgres that allows CREATE DATABASE
                             (default postgres://postgres@127.0.0.1:5432/postgres)
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["test"] => test::run(),
         ["schemathesis"] => test::schemathesis(),
+        ["bench"] => bench::run(),
         // Hidden: brings Postgres and Redis up exactly as `test` does, prints them and stops them
         // again, so the probe and private-instance paths can be checked without the whole suite.
         ["services"] => services::run(),
