@@ -199,7 +199,74 @@ pub fn spawn_forgetting(limits: Arc<Limits>, shutdown: tokio_util::sync::Cancell
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_store::{ChannelSettings, Plan, TenantId};
     use time::macros::datetime;
+
+    fn tenant(plan: &str) -> Tenant {
+        Tenant {
+            id: TenantId(1),
+            slug: TenantSlug::parse("acme").unwrap(),
+            name: "Acme".into(),
+            plan: plan.into(),
+            allowed_origins: vec!["*".into()],
+            suspended_at: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            channel_defaults: ChannelSettings::default(),
+        }
+    }
+
+    fn plans(per_second: u64, burst: u64) -> Arc<Plans> {
+        let mut plans = Plans::builtin();
+        let free = plans.get("free").unwrap().clone();
+        plans.plans.insert(
+            "fast".into(),
+            Plan {
+                publish_per_second: per_second,
+                publish_burst: burst,
+                ..free
+            },
+        );
+        Arc::new(plans)
+    }
+
+    /// A hundred thousand keys each publish once; once their buckets are full again they are
+    /// forgotten, so the limiter's memory follows the active keys only.
+    #[test]
+    fn idle_keys_are_forgotten() {
+        let limits = Limits::new(plans(100_000, 1), "free".into(), 0);
+        let t = tenant("fast");
+        for i in 0..100_000u32 {
+            let key = KeyId::parse(&format!("k{i:07}")).unwrap();
+            limits.publish(&t, &key, 1).unwrap();
+        }
+        assert_eq!(limits.remembered_keys(), 100_000);
+        std::thread::sleep(Duration::from_millis(20));
+        limits.forget_idle();
+        assert_eq!(limits.remembered_keys(), 0);
+    }
+
+    #[test]
+    fn a_burst_then_the_rate_and_batches_count_as_many() {
+        let limits = Limits::new(plans(5, 5), "free".into(), 0);
+        let (t, key) = (tenant("fast"), KeyId::parse("abcd1234").unwrap());
+        limits.publish(&t, &key, 3).unwrap();
+        limits.publish(&t, &key, 2).unwrap();
+        let refused = limits.publish(&t, &key, 1).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert_eq!(refused.retry_after, Some(1));
+        let too_big = limits.publish(&t, &key, 6).unwrap_err();
+        assert_eq!(
+            too_big.code,
+            ErrorCode::RateLimited,
+            "a batch over the burst can never pass"
+        );
+    }
+
+    #[test]
+    fn an_unknown_plan_falls_back_to_the_default() {
+        let limits = Limits::new(plans(5, 5), "free".into(), 0);
+        assert_eq!(limits.plan(&tenant("gone")).max_connections, 200);
+    }
 
     #[test]
     fn days_and_midnights_follow_utc() {
