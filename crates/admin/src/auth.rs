@@ -6,7 +6,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use herald_core::{ApiKeySecret, ErrorCode, KeyId, Scope, TenantSlug};
-use herald_edge::ApiError;
+use herald_edge::{bearer, ApiError};
 use herald_store::{Account, Membership, NewAuditEntry, Role, Tenant};
 
 use crate::{store_error, AdminState};
@@ -199,15 +199,6 @@ impl FromRequestParts<AdminState> for Session {
             .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
         Ok(Session { account, token })
     }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {

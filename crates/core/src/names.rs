@@ -39,7 +39,8 @@ macro_rules! string_newtype {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                // `pad`, not `write_str`, so that width and alignment work as for a `str`.
+                f.pad(&self.0)
             }
         }
 

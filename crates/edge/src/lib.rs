@@ -28,6 +28,7 @@ pub use error::{problem_response, ApiError};
 pub use limits::{Clock, Limits, SystemClock};
 pub use meter::Usage;
 pub use metrics::Metrics;
+pub use publish::bearer;
 pub use view::ControlView;
 
 /// Settings of the edge that come from the command line.

@@ -358,7 +358,7 @@ fn json_event(event_type: Option<&str>, data: &RawValue) -> Result<Event, ApiErr
 }
 
 /// The `Authorization: Bearer` credential, if any.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()

@@ -91,17 +91,7 @@ impl App {
                 .context("cannot migrate the database")?;
         }
         let broker: Arc<dyn Broker> = match &config.redis_url {
-            Some(url) => RedisBroker::connect(RedisConfig {
-                url: url.clone(),
-                prefix: config.redis_prefix.clone(),
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to Redis at {}",
-                    herald_store::redact_url(url)
-                )
-            })?,
+            Some(url) => connect_redis(&config, url).await?,
             None => InProcessBroker::new(),
         };
         let shutdown = CancellationToken::new();
@@ -253,6 +243,21 @@ impl App {
         store.close().await;
         Ok(())
     }
+}
+
+/// The Redis broker of `url`, or one line that names the URL (password redacted).
+pub async fn connect_redis(config: &Config, url: &str) -> anyhow::Result<Arc<RedisBroker>> {
+    RedisBroker::connect(RedisConfig {
+        url: url.to_owned(),
+        prefix: config.redis_prefix.clone(),
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot connect to Redis at {}",
+            herald_store::redact_url(url)
+        )
+    })
 }
 
 async fn ready(State(health): State<Health>) -> Response {

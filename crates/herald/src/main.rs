@@ -51,7 +51,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Openapi => {
-            print!("{}", herald_admin::openapi_json());
+            // A reader that stops early (`herald openapi | head`) is not an error.
+            let mut out = std::io::stdout().lock();
+            match std::io::Write::write_all(&mut out, herald_admin::openapi_json().as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
             return Ok(());
         }
         Command::Tenant(command) => return herald::operator::run(&config, &command).await,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::{Config, TenantCommand};
 use anyhow::{bail, Context};
 use herald_core::TenantSlug;
-use herald_replay::{Broker, RedisBroker, RedisConfig, Target};
+use herald_replay::{Broker, Target};
 use herald_store::{NewAuditEntry, Store, Tenant};
 
 /// Runs one tenant command and prints its outcome.
@@ -24,7 +24,7 @@ async fn run_with(store: &Store, config: &Config, command: &TenantCommand) -> an
             for t in store.all_tenants().await? {
                 println!(
                     "{:<40} {:<12} {:<10} {}",
-                    t.slug,
+                    t.slug.as_str(),
                     t.plan,
                     if t.suspended_at.is_some() {
                         "suspended"
@@ -117,17 +117,7 @@ async fn end_streams(config: &Config, slug: &TenantSlug) -> anyhow::Result<()> {
         );
         return Ok(());
     };
-    let broker: Arc<dyn Broker> = RedisBroker::connect(RedisConfig {
-        url: url.clone(),
-        prefix: config.redis_prefix.clone(),
-    })
-    .await
-    .with_context(|| {
-        format!(
-            "cannot connect to Redis at {}",
-            herald_store::redact_url(url)
-        )
-    })?;
+    let broker: Arc<dyn Broker> = crate::connect_redis(config, url).await?;
     broker
         .end_streams(&Target::Tenant(slug.clone()))
         .await
