@@ -15,6 +15,7 @@ both_backends!(
     the_daily_quota_refuses_the_21st_message_until_utc_midnight,
     size_and_channels_per_connection_follow_the_plan,
     usage_is_exact_after_a_graceful_restart,
+    a_reconnect_storm_from_one_address_is_rate_limited,
 );
 
 async fn tiny(app: TestApp) -> TestApp {
@@ -301,4 +302,25 @@ async fn connection_quota_holds_across_processes_and_a_killed_process_frees_its_
     drop(held);
     let _ = procs[1].kill();
     let _ = procs[1].wait();
+}
+
+/// `--connect-rate-per-ip`: a burst of connects from one address beyond the rate is refused
+/// with 429 `rate_limited` and `Retry-After`, and served again once the rate allows.
+async fn a_reconnect_storm_from_one_address_is_rate_limited(app: TestApp) {
+    let backend = app.backend;
+    drop(app);
+    let app = TestApp::spawn_with(backend, |c| c.connect_rate_per_ip = 2).await;
+    let (t, _) = app.tenant("acme").await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = open(&app, &t, "c").await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limited");
+        }
+    }
+    assert_eq!(statuses, vec![200, 200, 429, 429, 429]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(open(&app, &t, "c").await.status(), 200);
 }
