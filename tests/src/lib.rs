@@ -43,13 +43,29 @@ pub fn tiny_plan(config: &mut Config, toml_body: &str) {
     write_plans(config, &format!("[plans.tiny]\n{toml_body}"), "tiny");
 }
 
+/// Writes the config's plans file: the test's own one if it has one already (removed with the
+/// [`TestApp`]), else a new one.
 fn write_plans(config: &mut Config, toml: &str, default: &str) {
-    let dir = std::env::temp_dir().join(format!("herald-plans-{:016x}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("plans.toml");
+    let path = match config.plans.as_deref().filter(|p| plans_dir(p).is_some()) {
+        Some(p) => p.to_owned(),
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("herald-plans-{:016x}", rand::random::<u64>()));
+            std::fs::create_dir_all(&dir).unwrap();
+            dir.join("plans.toml")
+        }
+    };
     std::fs::write(&path, toml).unwrap();
     config.plans = Some(path);
     config.default_plan = default.into();
+}
+
+/// The directory of a plans file this harness wrote, if `path` is one.
+fn plans_dir(path: &std::path::Path) -> Option<&std::path::Path> {
+    let dir = path.parent()?;
+    let name = dir.file_name()?.to_str()?;
+    (dir.parent() == Some(std::env::temp_dir().as_path()) && name.starts_with("herald-plans-"))
+        .then_some(dir)
 }
 
 /// The plan of issue 5's tests.
@@ -397,6 +413,40 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if let Some(dir) = self.config.plans.as_deref().and_then(plans_dir) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A `herald` process of a test; killed when dropped, so a failing test leaves none behind.
+pub struct HeraldProcess(Option<std::process::Child>);
+
+impl HeraldProcess {
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself (blocking).
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.0.take() {
+            Some(mut child) => child.wait(),
+            None => Err(std::io::Error::other("the process was already reaped")),
+        }
+    }
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -484,7 +534,7 @@ pub fn herald_bin() -> std::path::PathBuf {
 }
 
 /// A real `herald` process on the test's database and Redis key space, with its plans.
-pub fn spawn_process(app: &TestApp, port: u16, extra: &[&str]) -> std::process::Child {
+pub fn spawn_process(app: &TestApp, port: u16, extra: &[&str]) -> HeraldProcess {
     let mut cmd = std::process::Command::new(herald_bin());
     cmd.args([
         "--listen",
@@ -506,8 +556,10 @@ pub fn spawn_process(app: &TestApp, port: u16, extra: &[&str]) -> std::process::
         cmd.env("HERALD_REDIS_URL", redis_url())
             .env("HERALD_REDIS_PREFIX", &space.prefix);
     }
-    cmd.spawn()
-        .expect("the herald binary (cargo build -p herald)")
+    HeraldProcess(Some(
+        cmd.spawn()
+            .expect("the herald binary (cargo build -p herald)"),
+    ))
 }
 
 pub async fn wait_ready(port: u16) {
