@@ -85,11 +85,11 @@ pub async fn one_event(
     let Path((tenant, channel)) = path.map_err(malformed_path)?;
     let tenant = TenantSlug::parse(&tenant)?;
     let channel = ChannelName::parse(&channel)?;
-    let key = authenticate(&state, &headers, &tenant, Scope::Publish).await?;
+    let (key, tenant) = authenticate_in(&state, &headers, &tenant, Scope::Publish).await?;
     check_channel(&key, &channel)?;
     let idempotency_key = idempotency_key(&headers)?;
     let event = parse_event(&headers, &read_body(body)?)?;
-    let limits = PublishLimits::of(&state, &tenant).await?;
+    let limits = PublishLimits::of(&state, tenant);
     limits.check_size(&event, None)?;
     let channels = vec![channel];
     let cursors = append(
@@ -118,7 +118,7 @@ pub async fn batch(
 ) -> Result<Response, ApiError> {
     let Path(tenant) = path.map_err(malformed_path)?;
     let tenant = TenantSlug::parse(&tenant)?;
-    let key = authenticate(&state, &headers, &tenant, Scope::Publish).await?;
+    let (key, tenant) = authenticate_in(&state, &headers, &tenant, Scope::Publish).await?;
     let idempotency_key = idempotency_key(&headers)?;
     require_json(&headers)?;
     let body: BatchBody = serde_json::from_slice(&read_body(body)?)
@@ -128,7 +128,7 @@ pub async fn batch(
             "a batch holds 1 to {MAX_BATCH} events"
         )));
     }
-    let limits = PublishLimits::of(&state, &tenant).await?;
+    let limits = PublishLimits::of(&state, tenant);
     let mut channels = Vec::with_capacity(body.events.len());
     let mut events = Vec::with_capacity(body.events.len());
     for (i, e) in body.events.iter().enumerate() {
@@ -172,18 +172,13 @@ struct PublishLimits {
 }
 
 impl PublishLimits {
-    async fn of(state: &EdgeState, slug: &TenantSlug) -> Result<Self, ApiError> {
-        let tenant = state
-            .view
-            .tenant(slug)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
+    fn of(state: &EdgeState, tenant: Tenant) -> Self {
         let plan = state.limits.plan(&tenant);
-        Ok(Self {
+        Self {
             max_message_bytes: usize::try_from(plan.max_message_bytes).unwrap_or(usize::MAX),
             messages_per_day: plan.messages_per_day,
             tenant,
-        })
+        }
     }
 
     /// `max_message_bytes` measures the data as rendered on the `data:` lines.
@@ -375,6 +370,18 @@ pub(crate) async fn authenticate(
     tenant: &TenantSlug,
     scope: Scope,
 ) -> Result<ApiKeyAuth, ApiError> {
+    authenticate_in(state, headers, tenant, scope)
+        .await
+        .map(|(key, _)| key)
+}
+
+/// [`authenticate`], also answering the (active) tenant it looked up.
+pub(crate) async fn authenticate_in(
+    state: &EdgeState,
+    headers: &HeaderMap,
+    tenant: &TenantSlug,
+    scope: Scope,
+) -> Result<(ApiKeyAuth, Tenant), ApiError> {
     let token = bearer(headers).ok_or_else(|| {
         ApiError::unauthorized("an API key is required: Authorization: Bearer hk_...")
     })?;
@@ -394,9 +401,9 @@ pub(crate) async fn authenticate(
     }
     match state.view.tenant(tenant).await? {
         Some(t) if t.suspended_at.is_some() => Err(suspended()),
-        Some(_) => {
+        Some(t) => {
             state.usage.key_used(&key.key_id, state.clock.now());
-            Ok(key)
+            Ok((key, t))
         }
         None => Err(ApiError::unauthorized("unknown or revoked API key")),
     }

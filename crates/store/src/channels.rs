@@ -184,7 +184,7 @@ impl Store {
         settings: &ChannelSettings,
     ) -> Result<Channel, StoreError> {
         let now = now_ms();
-        let row = insert_channel(&self.pool, tenant, name, settings, now)
+        let row = write_channel(&self.pool, tenant, name, settings, now, false)
             .await
             .map_err(|err| {
                 if is_unique_violation(&err) {
@@ -204,7 +204,7 @@ impl Store {
         name: &ChannelName,
         settings: &ChannelSettings,
     ) -> Result<Channel, StoreError> {
-        let row = upsert_channel(&self.pool, tenant, name, settings, now_ms())
+        let row = write_channel(&self.pool, tenant, name, settings, now_ms(), true)
             .await
             .map_err(not_found_on_missing_parent)?;
         Ok(row.try_into()?)
@@ -279,48 +279,31 @@ async fn select_defaults(
     .await
 }
 
-async fn insert_channel(
+/// Inserts the channel's row; with `replace`, an existing row takes the new settings instead of
+/// failing on the unique key.
+async fn write_channel(
     e: impl AnyExecutor<'_>,
     tenant: TenantId,
     name: &ChannelName,
     s: &ChannelSettings,
     now: i64,
+    replace: bool,
 ) -> sqlx::Result<ChannelRow> {
-    sqlx::query_as(&format!(
+    let on_conflict = if replace {
         r#"
-        insert into channels
-            (tenant_id, name, visibility, history_size, history_ttl_seconds, created_at, updated_at)
-        values ($1, $2, $3, $4, $5, $6, $6)
-        returning {CHANNEL_COLUMNS}
-        "#
-    ))
-    .bind(tenant.0)
-    .bind(name.as_str())
-    .bind(s.visibility.as_str())
-    .bind(i64::from(s.history_size))
-    .bind(i64::from(s.history_ttl_seconds))
-    .bind(now)
-    .fetch_one(e)
-    .await
-}
-
-async fn upsert_channel(
-    e: impl AnyExecutor<'_>,
-    tenant: TenantId,
-    name: &ChannelName,
-    s: &ChannelSettings,
-    now: i64,
-) -> sqlx::Result<ChannelRow> {
-    sqlx::query_as(&format!(
-        r#"
-        insert into channels
-            (tenant_id, name, visibility, history_size, history_ttl_seconds, created_at, updated_at)
-        values ($1, $2, $3, $4, $5, $6, $6)
         on conflict (tenant_id, name) do update
         set visibility = excluded.visibility,
             history_size = excluded.history_size,
             history_ttl_seconds = excluded.history_ttl_seconds,
-            updated_at = excluded.updated_at
+            updated_at = excluded.updated_at"#
+    } else {
+        ""
+    };
+    sqlx::query_as(&format!(
+        r#"
+        insert into channels
+            (tenant_id, name, visibility, history_size, history_ttl_seconds, created_at, updated_at)
+        values ($1, $2, $3, $4, $5, $6, $6){on_conflict}
         returning {CHANNEL_COLUMNS}
         "#
     ))
