@@ -1,4 +1,4 @@
-//! Plans, quotas and rate limits, with the tiny plan of issue 5: max_connections 3,
+//! Plans, quotas and rate limits, with the tiny plan: max_connections 3,
 //! messages_per_day 20, max_message_bytes 1024, publish_per_second 5, burst 5,
 //! channels_per_connection 3, max_history_size 10.
 

@@ -10,6 +10,7 @@ both_backends!(
     bad_bodies_are_400_and_publish_nothing,
     oversized_data_is_413,
     an_acknowledged_publish_is_in_history,
+    rejections_are_counted_by_reason,
 );
 
 async fn problem(r: reqwest::Response) -> (u16, Value) {
@@ -172,4 +173,54 @@ async fn an_acknowledged_publish_is_in_history(app: TestApp) {
         (e.id.as_deref(), e.data.as_str()),
         (Some(second.as_str()), "b")
     );
+}
+
+/// Every refusal, whichever router and whichever check made it, moves
+/// `herald_rejected_total{reason}`; answered requests do not.
+async fn rejections_are_counted_by_reason(app: TestApp) {
+    let (t, key) = app.tenant("acme").await;
+    let url = app.url(&format!("/v1/{t}/channels/c/events"));
+    for _ in 0..2 {
+        let r = app
+            .client
+            .post(&url)
+            .json(&json!({"data": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = app
+        .client
+        .post(&url)
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Without the session cookie the signup left in `app.client`.
+    let r = reqwest::get(app.url("/api/v1/me")).await.unwrap();
+    assert_eq!(r.status(), 401);
+    app.publish_ok(&key, &t, "c", json!({"data": 1})).await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |reason: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("herald_rejected_total{{reason=\"{reason}\"}} ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(count("unauthorized").as_deref(), Some("3"), "{metrics}");
+    assert_eq!(count("invalid_body").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(count("conflict"), None, "{metrics}");
 }

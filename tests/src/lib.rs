@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald::{App, Config, Role};
+use herald::{App, Config, Routes};
 use herald_store::testing::TestDatabase;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -32,7 +32,7 @@ impl ManualClock {
     }
 }
 
-impl herald_edge::Clock for ManualClock {
+impl herald_store::Clock for ManualClock {
     fn now(&self) -> time::OffsetDateTime {
         *self.0.lock().unwrap()
     }
@@ -68,7 +68,7 @@ fn plans_dir(path: &std::path::Path) -> Option<&std::path::Path> {
         .then_some(dir)
 }
 
-/// The plan of issue 5's tests.
+/// A plan with limits small enough for a test to reach each of them.
 pub const TINY: &str = "max_connections = 3
 messages_per_day = 20
 max_message_bytes = 1024
@@ -190,15 +190,12 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub config: Config,
-    clock: Arc<dyn herald_edge::Clock>,
+    clock: Arc<dyn herald_store::Clock>,
     shutdown: CancellationToken,
-    server: Option<tokio::task::JoinHandle<anyhow_free::Result>>,
+    /// The server task; its error, formatted, if it failed.
+    server: Option<tokio::task::JoinHandle<Result<(), String>>>,
     pub db: TestDatabase,
     pub redis: Option<RedisSpace>,
-}
-
-mod anyhow_free {
-    pub type Result = std::result::Result<(), String>;
 }
 
 impl TestApp {
@@ -208,14 +205,14 @@ impl TestApp {
 
     /// Starts a server, letting the test adjust its configuration first.
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        Self::spawn_with_clock(backend, tweak, Arc::new(herald_edge::SystemClock)).await
+        Self::spawn_with_clock(backend, tweak, Arc::new(herald_store::SystemClock)).await
     }
 
     /// Starts a server whose quotas follow `clock`.
     pub async fn spawn_with_clock(
         backend: Backend,
         tweak: impl FnOnce(&mut Config),
-        clock: Arc<dyn herald_edge::Clock>,
+        clock: Arc<dyn herald_store::Clock>,
     ) -> TestApp {
         let (db, redis) = match backend {
             Backend::Embedded => (TestDatabase::sqlite(), None),
@@ -223,7 +220,7 @@ impl TestApp {
         };
         let mut config = base_config(db.url(), redis.as_ref());
         tweak(&mut config);
-        let app = App::build_with_clock(&config, Role::All, clock.clone())
+        let app = App::build_with_clock(&config, Routes::All, clock.clone())
             .await
             .expect("the server starts");
         let addr = app.local_addr();
@@ -269,7 +266,7 @@ impl TestApp {
     /// Starts a new server on the same database and Redis key space (after [`TestApp::stop`]).
     pub async fn restart(&mut self) {
         self.stop().await;
-        let app = App::build_with_clock(&self.config, Role::All, self.clock.clone())
+        let app = App::build_with_clock(&self.config, Routes::All, self.clock.clone())
             .await
             .expect("the server starts again");
         self.addr = app.local_addr();

@@ -6,16 +6,16 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::{Email, ErrorCode, Password, TenantSlug};
-use herald_edge::ApiError;
+use herald_http::ApiError;
 use herald_store::Account;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::{self, ClientIp, Session};
-use crate::json::Json;
 use crate::tenants::{apply_default_plan, parse_name, TenantView};
-use crate::{store_error, AdminState};
+use crate::AdminState;
+use herald_http::Json;
 
 /// Failed logins allowed per IP address and per email within [`LOGIN_WINDOW`].
 pub const LOGIN_FAILURES_ALLOWED: u32 = 10;
@@ -133,8 +133,7 @@ async fn with_new_session(
     let token = state
         .store
         .create_session(account.id, state.config.session_ttl)
-        .await
-        .map_err(store_error)?;
+        .await?;
     let mut response = (status, axum::Json(body)).into_response();
     response
         .headers_mut()
@@ -155,14 +154,10 @@ pub async fn signup(
     auth::check_foreign_origin(&headers, &state)?;
     let (email, password) = credentials(&body.email, &body.password)?;
     let (slug, name) = parse_new_tenant(&body.tenant)?;
-    let (account, tenant) = state
-        .store
-        .signup(&email, &password, &slug, &name)
-        .await
-        .map_err(store_error)?;
+    let (account, tenant) = state.store.signup(&email, &password, &slug, &name).await?;
     let tenant = apply_default_plan(&state, tenant).await?;
     tracing::info!(account = account.id.0, tenant = %tenant.slug, "signed up");
-    state.view.forget_tenant(&tenant.slug);
+    state.view.forget_tenant(&tenant.slug).await;
     let me = Me {
         tenants: vec![TenantView::new(tenant, herald_store::Role::Owner)],
         account: account.clone().into(),
@@ -191,19 +186,11 @@ pub async fn login(
     // A malformed email or a too-short password cannot match any account; answer exactly as
     // for a wrong password.
     let account = match credentials(&body.email, &body.password) {
-        Ok((email, password)) => state
-            .store
-            .verify_login(&email, &password)
-            .await
-            .map_err(store_error)?,
+        Ok((email, password)) => state.store.verify_login(&email, &password).await?,
         Err(_) => None,
     };
     let Some(account) = account else {
-        state
-            .store
-            .record_login_failure(&ip, &body.email)
-            .await
-            .map_err(store_error)?;
+        state.store.record_login_failure(&ip, &body.email).await?;
         return Err(failed());
     };
     with_new_session(
@@ -217,11 +204,7 @@ pub async fn login(
 
 /// 429 while `ip` or `email` has had too many failed logins within the window.
 async fn throttle(state: &AdminState, ip: &str, email: &str) -> Result<(), ApiError> {
-    let counts = state
-        .store
-        .login_failures(ip, email, LOGIN_WINDOW)
-        .await
-        .map_err(store_error)?;
+    let counts = state.store.login_failures(ip, email, LOGIN_WINDOW).await?;
     let now = OffsetDateTime::now_utc();
     for (n, oldest) in counts {
         if n >= LOGIN_FAILURES_ALLOWED {
@@ -247,11 +230,7 @@ pub async fn logout(
     State(state): State<AdminState>,
     session: Session,
 ) -> Result<Response, ApiError> {
-    state
-        .store
-        .delete_session(&session.token)
-        .await
-        .map_err(store_error)?;
+    state.store.delete_session(&session.token).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
@@ -267,8 +246,7 @@ pub async fn me(State(state): State<AdminState>, session: Session) -> Result<Res
     let tenants = state
         .store
         .tenants_of(session.account.id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(|m| TenantView::new(m.tenant, m.role))
         .collect();
@@ -295,8 +273,7 @@ pub async fn change_password(
     let changed = state
         .store
         .change_password(session.account.id, &current, &new, Some(&session.token))
-        .await
-        .map_err(store_error)?;
+        .await?;
     if !changed {
         return Err(wrong());
     }

@@ -5,11 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use herald_core::{ApiKeySecret, ErrorCode, KeyId, Scope, TenantSlug};
-use herald_edge::{bearer, ApiError};
+use herald_core::{ErrorCode, KeyId, Scope, TenantSlug};
+use herald_http::{api_key_secret, bearer, check_api_key, ApiError};
 use herald_store::{Account, Membership, NewAuditEntry, Role, Tenant};
 
-use crate::{store_error, AdminState};
+use crate::AdminState;
 
 pub const COOKIE: &str = "herald_session";
 
@@ -40,21 +40,9 @@ impl FromRequestParts<AdminState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
         let ip = client_ip(parts);
         if let Some(token) = bearer(&parts.headers) {
-            let secret = ApiKeySecret::parse(token)
-                .map_err(|_| ApiError::unauthorized("malformed API key"))?;
-            let key = state
-                .store
-                .api_key_auth(&secret.key_id())
-                .await
-                .map_err(store_error)?
-                .filter(|k| k.verify(&secret) && k.revoked_at.is_none())
-                .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-            if !key.scopes.contains(&Scope::Admin) {
-                return Err(ApiError::new(
-                    ErrorCode::Forbidden,
-                    "this API key lacks the `admin` scope",
-                ));
-            }
+            let secret = api_key_secret(token)?;
+            let found = state.store.api_key_auth(&secret.key_id()).await?;
+            let key = check_api_key(found, &secret, None, Scope::Admin)?;
             return Ok(Caller {
                 who: Who::AdminKey {
                     tenant: key.tenant_slug,
@@ -78,16 +66,11 @@ impl Caller {
         let not_found = || ApiError::new(ErrorCode::NotFound, "no such tenant");
         let slug = TenantSlug::parse(slug).map_err(|_| not_found())?;
         let membership = match &self.who {
-            Who::Account(account) => state
-                .store
-                .membership(account.id, &slug)
-                .await
-                .map_err(store_error)?,
+            Who::Account(account) => state.store.membership(account.id, &slug).await?,
             Who::AdminKey { tenant, .. } if *tenant == slug => state
                 .store
                 .tenant_by_slug(&slug)
-                .await
-                .map_err(store_error)?
+                .await?
                 .map(|tenant: Tenant| Membership {
                     tenant,
                     role: Role::Admin,
@@ -194,8 +177,7 @@ impl FromRequestParts<AdminState> for Session {
         let account = state
             .store
             .session_account(&token, state.config.session_ttl)
-            .await
-            .map_err(store_error)?
+            .await?
             .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
         Ok(Session { account, token })
     }

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::ChannelName;
-use herald_edge::ApiError;
+use herald_http::ApiError;
 use herald_replay::{ChannelKey, Target};
 use herald_store::{Channel, ChannelSettings, Tenant};
 use serde::{Deserialize, Serialize};
@@ -17,11 +17,11 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::json::Json;
 use crate::tenants::{
     check_settings, ChannelSettingsView, SettingsPatch, TenantParam, VisibilityView,
 };
-use crate::{broker_error, store_error, AdminState};
+use crate::AdminState;
+use herald_http::Json;
 
 /// A channel, its settings and its live state.
 #[derive(Serialize, ToSchema)]
@@ -86,12 +86,8 @@ async fn view(
     row: Option<&Channel>,
 ) -> Result<ChannelView, ApiError> {
     let key = ChannelKey::new(tenant.slug.clone(), name);
-    let info = state
-        .broker
-        .channel_info(&key)
-        .await
-        .map_err(broker_error)?;
-    let subscribers = state.broker.subscribers(&key).await.map_err(broker_error)?;
+    let info = state.broker.channel_info(&key).await?;
+    let subscribers = state.broker.subscribers(&key).await?;
     Ok(ChannelView {
         name: key.channel.into_inner(),
         settings: settings.into(),
@@ -116,11 +112,7 @@ pub async fn list(
     Path(tenant): Path<String>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
-    let rows = state
-        .store
-        .list_channels(a.tenant.id)
-        .await
-        .map_err(store_error)?;
+    let rows = state.store.list_channels(a.tenant.id).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         out.push(
@@ -159,8 +151,7 @@ pub async fn create(
     let row = state
         .store
         .create_channel(a.tenant.id, &name, &settings)
-        .await
-        .map_err(store_error)?;
+        .await?;
     a.audit(
         &state,
         "channel.create",
@@ -183,11 +174,7 @@ pub async fn get_one(
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     let name = channel_name(&channel)?;
-    let row = state
-        .store
-        .channel(a.tenant.id, &name)
-        .await
-        .map_err(store_error)?;
+    let row = state.store.channel(a.tenant.id, &name).await?;
     let settings = row
         .as_ref()
         .map_or_else(|| a.tenant.channel_defaults.clone(), |r| r.settings.clone());
@@ -210,18 +197,13 @@ pub async fn patch(
     let a = caller.tenant(&state, &tenant).await?;
     a.require_writer()?;
     let name = channel_name(&channel)?;
-    let current = state
-        .store
-        .channel_settings(a.tenant.id, &name)
-        .await
-        .map_err(store_error)?;
+    let current = state.store.channel_settings(a.tenant.id, &name).await?;
     let settings = body.apply(current, &state, &a.tenant)?;
     check_settings(&settings, &state, &a.tenant)?;
     let row = state
         .store
         .put_channel(a.tenant.id, &name, &settings)
-        .await
-        .map_err(store_error)?;
+        .await?;
     a.audit(
         &state,
         "channel.update",
@@ -246,18 +228,10 @@ pub async fn delete(
     let a = caller.tenant(&state, &tenant).await?;
     a.require_writer()?;
     let name = channel_name(&channel)?;
-    state
-        .store
-        .delete_channel(a.tenant.id, &name)
-        .await
-        .map_err(store_error)?;
+    state.store.delete_channel(a.tenant.id, &name).await?;
     a.audit(&state, "channel.delete", Some(name.as_str()), None)
         .await;
     let key = ChannelKey::new(a.tenant.slug.clone(), name);
-    state
-        .broker
-        .delete_history(&Target::Channel(key))
-        .await
-        .map_err(broker_error)?;
+    state.broker.delete_history(&Target::Channel(key)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::{ChannelName, ErrorCode, KeyId, Scope};
-use herald_edge::ApiError;
+use herald_http::ApiError;
 use herald_store::ApiKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::json::Json;
 use crate::tenants::{parse_name, TenantParam};
-use crate::{store_error, AdminState};
+use crate::AdminState;
+use herald_http::Json;
 
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -157,8 +157,7 @@ pub async fn create(
     let (key, secret) = state
         .store
         .create_api_key(a.tenant.id, &name, &scopes, channels.as_deref())
-        .await
-        .map_err(store_error)?;
+        .await?;
     tracing::info!(tenant = %a.tenant.slug, key = %key.id, "API key created");
     a.audit(
         &state,
@@ -187,8 +186,7 @@ pub async fn list(
     let keys: Vec<ApiKeyView> = state
         .store
         .list_api_keys(a.tenant.id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(ApiKeyView::from)
         .collect();
@@ -208,12 +206,8 @@ pub async fn revoke(
     a.require_writer()?;
     let key_id =
         KeyId::parse(&key_id).map_err(|_| ApiError::new(ErrorCode::NotFound, "no such key"))?;
-    state
-        .store
-        .revoke_api_key(a.tenant.id, &key_id)
-        .await
-        .map_err(store_error)?;
-    state.view.forget_key(&key_id);
+    state.store.revoke_api_key(a.tenant.id, &key_id).await?;
+    state.view.forget_key(&key_id).await;
     tracing::info!(tenant = %a.tenant.slug, key = %key_id, "API key revoked");
     a.audit(&state, "key.revoke", Some(key_id.as_str()), None)
         .await;

@@ -15,7 +15,6 @@
 mod accounts;
 mod auth;
 mod channels;
-mod json;
 mod keys;
 pub mod openapi;
 mod signing_keys;
@@ -28,11 +27,14 @@ use std::time::Duration;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use herald_core::ErrorCode;
-use herald_edge::{ApiError, ControlView};
+use herald_http::ApiError;
 use herald_replay::Broker;
-use herald_store::{Plan, Plans, Store};
+use herald_store::{ControlView, Plan, Plans, Store};
 
 pub use openapi::openapi_json;
+
+/// How long a session lives without use, unless configured otherwise.
+pub const SESSION_TTL: Duration = Duration::from_secs(14 * 86_400);
 
 /// Settings of the admin API that come from the command line.
 #[derive(Debug, Clone)]
@@ -55,7 +57,7 @@ impl AdminConfig {
     pub fn new(public_origin: String) -> Self {
         Self {
             public_origin,
-            session_ttl: Duration::from_secs(14 * 86_400),
+            session_ttl: SESSION_TTL,
             signing_key_grace: Duration::from_secs(86_400),
             plans: Arc::new(Plans::builtin()),
             default_plan: "free".to_owned(),
@@ -65,10 +67,10 @@ impl AdminConfig {
 
 /// The admin API's shared state; cheap to clone.
 #[derive(Clone)]
-pub struct AdminState(Arc<Inner>);
+pub struct AdminState(Arc<Admin>);
 
 /// What [`AdminState`] holds.
-pub struct Inner {
+pub struct Admin {
     /// The control plane.
     pub store: Store,
     /// This process's edge cache, told at once of changes made here.
@@ -88,7 +90,7 @@ impl AdminState {
         broker: Arc<dyn Broker>,
         config: AdminConfig,
     ) -> Self {
-        Self(Arc::new(Inner {
+        Self(Arc::new(Admin {
             store,
             view,
             broker,
@@ -101,29 +103,16 @@ impl AdminState {
         self.config.public_origin.starts_with("https://")
     }
 
-    /// The limits of plan `name`; an unknown name (a plan removed from the plans file) gets the
-    /// default plan's limits, or failing that the built-in `free` plan's.
-    pub fn plan(&self, name: &str) -> Plan {
-        let plans = &self.config.plans;
-        plans
-            .get(name)
-            .or_else(|| plans.get(&self.config.default_plan))
-            .cloned()
-            .or_else(|| Plans::builtin().get("free").cloned())
-            .unwrap_or_else(|| {
-                Plans::builtin()
-                    .plans
-                    .into_values()
-                    .next()
-                    .expect("built-in plans")
-            })
+    /// The limits of plan `name`, with [`Plans::resolve`]'s fallback for an unknown one.
+    pub fn plan(&self, name: &str) -> &Plan {
+        self.config.plans.resolve(name, &self.config.default_plan)
     }
 }
 
 impl std::ops::Deref for AdminState {
-    type Target = Inner;
+    type Target = Admin;
 
-    fn deref(&self) -> &Inner {
+    fn deref(&self) -> &Admin {
         &self.0
     }
 }
@@ -179,22 +168,4 @@ pub fn router(state: AdminState) -> Router {
         })
         .with_state(state)
         .merge(openapi::docs_router())
-}
-
-/// Maps store errors that a client can cause to their codes; the rest are unavailability.
-pub(crate) fn store_error(e: herald_store::StoreError) -> ApiError {
-    use herald_store::StoreError;
-    match e {
-        StoreError::Conflict(what) => {
-            ApiError::new(ErrorCode::Conflict, format!("this {what} is already taken"))
-        }
-        StoreError::NotFound => ApiError::new(ErrorCode::NotFound, "not found"),
-        other => ApiError::unavailable(&other),
-    }
-}
-
-/// A broker failure after the control plane already changed: the change stands, and the
-/// client learns that streams or history may linger until it retries.
-pub(crate) fn broker_error(e: herald_replay::BrokerError) -> ApiError {
-    ApiError::unavailable(&e)
 }

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herald_edge::ApiError;
+use herald_http::ApiError;
 use herald_store::SigningKey;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::tenants::TenantParam;
-use crate::{store_error, AdminState};
+use crate::AdminState;
 
 /// A signing key. Its secret's UTF-8 bytes are the HS256 key; a token names the key in its
 /// header's `kid`.
@@ -58,8 +58,7 @@ pub async fn list(
     let keys: Vec<SigningKeyView> = state
         .store
         .signing_keys(a.tenant.id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(SigningKeyView::from)
         .collect();
@@ -81,8 +80,7 @@ pub async fn rotate(
     let key = state
         .store
         .rotate_signing_key(a.tenant.id, state.config.signing_key_grace)
-        .await
-        .map_err(store_error)?;
+        .await?;
     a.audit(&state, "signing_key.rotate", Some(&key.kid), None)
         .await;
     Ok((StatusCode::CREATED, axum::Json(SigningKeyView::from(key))).into_response())

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::{Email, ErrorCode};
-use herald_edge::ApiError;
+use herald_http::ApiError;
 use herald_replay::Target;
 use herald_store::{AccountId, ChannelSettings, Member, Role, Tenant, TenantPatch, Visibility};
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 
 use crate::accounts::{parse_new_tenant, NewTenant};
 use crate::auth::{Access, Caller, Session, Who};
-use crate::json::Json;
-use crate::{broker_error, store_error, AdminState};
+use crate::AdminState;
+use herald_http::Json;
 
 /// Longest history TTL a channel may have: 30 days.
 pub const MAX_HISTORY_TTL_SECONDS: u32 = 30 * 86_400;
@@ -259,8 +259,7 @@ pub async fn list(State(state): State<AdminState>, caller: Caller) -> Result<Res
         Who::Account(account) => state
             .store
             .tenants_of(account.id)
-            .await
-            .map_err(store_error)?
+            .await?
             .into_iter()
             .map(|m| TenantView::new(m.tenant, m.role))
             .collect(),
@@ -285,11 +284,10 @@ pub async fn create(
     let mut tenant = state
         .store
         .create_tenant(session.account.id, &slug, &name)
-        .await
-        .map_err(store_error)?;
+        .await?;
     tenant = apply_default_plan(&state, tenant).await?;
     tracing::info!(account = session.account.id.0, tenant = %tenant.slug, "tenant created");
-    state.view.forget_tenant(&tenant.slug);
+    state.view.forget_tenant(&tenant.slug).await;
     Ok((
         StatusCode::CREATED,
         axum::Json(TenantView::new(tenant, Role::Owner)),
@@ -302,11 +300,10 @@ pub async fn apply_default_plan(state: &AdminState, tenant: Tenant) -> Result<Te
     if tenant.plan == state.config.default_plan {
         return Ok(tenant);
     }
-    state
+    Ok(state
         .store
         .set_plan(&tenant.slug, &state.config.default_plan)
-        .await
-        .map_err(store_error)
+        .await?)
 }
 
 /// Get a tenant.
@@ -351,12 +348,8 @@ pub async fn patch(
             .map(|p| p.apply(a.tenant.channel_defaults.clone(), &state, &a.tenant))
             .transpose()?,
     };
-    let updated = state
-        .store
-        .update_tenant(a.tenant.id, &patch)
-        .await
-        .map_err(store_error)?;
-    state.view.forget_tenant(&updated.slug);
+    let updated = state.store.update_tenant(a.tenant.id, &patch).await?;
+    state.view.forget_tenant(&updated.slug).await;
     let details = json!({
         "name": patch.name,
         "allowed_origins": patch.allowed_origins,
@@ -386,26 +379,17 @@ pub async fn delete(
 }
 
 async fn delete_tenant(state: &AdminState, a: &Access) -> Result<(), ApiError> {
-    let keys = state
-        .store
-        .list_api_keys(a.tenant.id)
-        .await
-        .map_err(store_error)?;
-    state
-        .store
-        .delete_tenant(a.tenant.id)
-        .await
-        .map_err(store_error)?;
-    state.view.forget_tenant(&a.tenant.slug);
+    let keys = state.store.list_api_keys(a.tenant.id).await?;
+    state.store.delete_tenant(a.tenant.id).await?;
+    state.view.forget_tenant(&a.tenant.slug).await;
     for key in keys {
-        state.view.forget_key(&key.id);
+        state.view.forget_key(&key.id).await;
     }
     tracing::info!(tenant = %a.tenant.slug, actor = %a.actor, "tenant deleted");
-    state
+    Ok(state
         .broker
         .delete_history(&Target::Tenant(a.tenant.slug.clone()))
-        .await
-        .map_err(broker_error)
+        .await?)
 }
 
 /// The `{tenant}` path parameter.
@@ -469,8 +453,7 @@ pub async fn members(
     let members: Vec<MemberView> = state
         .store
         .members(a.tenant.id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(MemberView::from)
         .collect();
@@ -510,7 +493,7 @@ pub async fn add_member(
             herald_store::StoreError::Conflict(_) => {
                 ApiError::new(ErrorCode::Conflict, "this account is a member already")
             }
-            e => store_error(e),
+            e => e.into(),
         })?;
     a.audit(
         &state,
@@ -547,11 +530,7 @@ pub async fn remove_member(
     require_owner_account(&caller, &a)?;
     let not_found = || ApiError::new(ErrorCode::NotFound, "no such member");
     let account = AccountId(account_id.parse().map_err(|_| not_found())?);
-    let members = state
-        .store
-        .members(a.tenant.id)
-        .await
-        .map_err(store_error)?;
+    let members = state.store.members(a.tenant.id).await?;
     let member = members
         .iter()
         .find(|m| m.account_id == account)
@@ -563,11 +542,7 @@ pub async fn remove_member(
             "the last owner cannot be removed; delete the tenant instead",
         ));
     }
-    state
-        .store
-        .remove_member(a.tenant.id, account)
-        .await
-        .map_err(store_error)?;
+    state.store.remove_member(a.tenant.id, account).await?;
     a.audit(&state, "member.remove", Some(member.email.as_str()), None)
         .await;
     Ok(StatusCode::NO_CONTENT.into_response())

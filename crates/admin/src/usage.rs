@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use herald_edge::ApiError;
+use herald_http::ApiError;
 use herald_store::{AuditEntry, Plan, UsageDay};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::tenants::TenantParam;
-use crate::{store_error, AdminState};
+use crate::AdminState;
 
 /// The most days `usage` reports.
 const MAX_DAYS: u32 = 366;
@@ -201,8 +201,7 @@ pub async fn usage(
     let rows: Vec<UsageDayView> = state
         .store
         .usage(a.tenant.id, days)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(UsageDayView::from)
         .collect();
@@ -222,13 +221,12 @@ pub async fn limits(
     let today = state
         .store
         .usage(a.tenant.id, 1)
-        .await
-        .map_err(store_error)?
+        .await?
         .pop()
         .map(|d| d.usage)
         .unwrap_or_default();
     Ok(axum::Json(LimitsView {
-        limits: state.plan(&a.tenant.plan).into(),
+        limits: state.plan(&a.tenant.plan).clone().into(),
         plan: a.tenant.plan,
         today: TodayView {
             messages: today.messages,
@@ -260,8 +258,7 @@ pub async fn audit(
     let entries: Vec<AuditEntryView> = state
         .store
         .audit_log(a.tenant.id, q.before, limit)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .map(AuditEntryView::from)
         .collect();

@@ -1,19 +1,18 @@
 //! `GET /v1/{tenant}/channels/{channel}/history` — the polling fallback for clients that cannot
 //! hold a stream — and `GET /v1/{tenant}/channels/{channel}`, what a channel holds now.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_core::{ChannelName, Cursor, ErrorCode, Scope, TenantSlug};
+use herald_core::{ChannelName, Cursor, ErrorCode, Scope};
+use herald_http::{ApiError, ChannelPath};
 use herald_replay::ChannelKey;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::publish::{authenticate, check_channel};
-use crate::tokens::Credential;
-use crate::{ApiError, EdgeState};
+use crate::auth::{authenticate, check_channel, Credential};
+use crate::EdgeState;
 
 /// Events per page when `limit` is not given, and the most a page may hold.
 const DEFAULT_LIMIT: usize = 100;
@@ -35,23 +34,17 @@ struct HistoryPage {
     gap: Option<&'static str>,
 }
 
-fn path_names(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(TenantSlug, ChannelName), ApiError> {
-    let Path((tenant, channel)) =
-        path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
-    Ok((TenantSlug::parse(&tenant)?, ChannelName::parse(&channel)?))
-}
-
 /// `GET /v1/{tenant}/channels/{channel}/history?after=<cursor>&limit=100`, with an API key
 /// (`subscribe` scope) or a subscriber token that grants the channel.
 pub async fn history(
     State(state): State<EdgeState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    ChannelPath {
+        tenant: slug,
+        channel,
+    }: ChannelPath,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (slug, channel) = path_names(path)?;
     let (mut after, mut limit, mut token) = (None, DEFAULT_LIMIT, None);
     for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
         match &*k {
@@ -122,10 +115,12 @@ struct ChannelView {
 /// `GET /v1/{tenant}/channels/{channel}` with an API key of the tenant.
 pub async fn info(
     State(state): State<EdgeState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    ChannelPath {
+        tenant: slug,
+        channel,
+    }: ChannelPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (slug, channel) = path_names(path)?;
     let key = match authenticate(&state, &headers, &slug, Scope::Subscribe).await {
         Err(e) if e.code == ErrorCode::Forbidden => {
             authenticate(&state, &headers, &slug, Scope::Publish).await?

@@ -4,8 +4,8 @@
 //! connection (authentication, tenant lookup, joining the hub) or once per event (encoding); a
 //! delivery to one more subscriber costs a reference count and a socket write.
 
+mod auth;
 mod cors;
-mod error;
 mod history;
 pub mod limits;
 pub mod meter;
@@ -13,7 +13,6 @@ pub mod metrics;
 mod publish;
 mod subscribe;
 mod tokens;
-pub mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,15 +20,15 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use herald_core::ErrorCode;
+use herald_http::ApiError;
 use herald_replay::Broker;
 use tokio_util::sync::CancellationToken;
 
-pub use error::{problem_response, ApiError};
-pub use limits::{Clock, Limits, SystemClock};
+pub use herald_store::ControlView;
+pub use herald_store::{Clock, SystemClock};
+pub use limits::Limits;
 pub use meter::Usage;
 pub use metrics::Metrics;
-pub use publish::bearer;
-pub use view::ControlView;
 
 /// Settings of the edge that come from the command line.
 #[derive(Debug, Clone)]
@@ -51,12 +50,12 @@ impl Default for EdgeConfig {
 
 /// The edge's shared state; cheap to clone.
 #[derive(Clone)]
-pub struct EdgeState(Arc<Inner>);
+pub struct EdgeState(Arc<Edge>);
 
 /// Everything the edge's handlers share.
-pub struct Inner {
+pub struct Edge {
     pub broker: Arc<dyn Broker>,
-    pub view: Arc<ControlView>,
+    pub view: Arc<herald_store::ControlView>,
     pub config: EdgeConfig,
     /// Cancelled when the process starts draining: every stream then ends cleanly.
     pub shutdown: CancellationToken,
@@ -67,15 +66,15 @@ pub struct Inner {
 }
 
 impl EdgeState {
-    pub fn new(inner: Inner) -> Self {
-        Self(Arc::new(inner))
+    pub fn new(edge: Edge) -> Self {
+        Self(Arc::new(edge))
     }
 }
 
 impl std::ops::Deref for EdgeState {
-    type Target = Inner;
+    type Target = Edge;
 
-    fn deref(&self) -> &Inner {
+    fn deref(&self) -> &Edge {
         &self.0
     }
 }

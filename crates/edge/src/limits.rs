@@ -1,4 +1,4 @@
-//! Plans, rate limits and the clock they are judged by.
+//! Plans and rate limits.
 //!
 //! Publish rates are per API key and connect rates per client IP (and per tenant when its plan
 //! sets one), each a GCRA limiter from governor keyed by what it limits. A plan's limits apply to
@@ -16,30 +16,9 @@ use std::time::Duration;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use herald_core::{ErrorCode, KeyId, TenantSlug};
-use herald_store::{Plan, Plans, Tenant};
+use herald_http::ApiError;
+use herald_store::{day_of, Plan, Plans, Tenant};
 use time::OffsetDateTime;
-
-use crate::ApiError;
-
-/// What time it is, for quotas that follow the UTC calendar. Tests substitute their own.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> OffsetDateTime;
-}
-
-/// The system's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-    }
-}
-
-/// Days since the unix epoch, UTC.
-pub fn day_of(t: OffsetDateTime) -> i64 {
-    t.unix_timestamp().div_euclid(86_400)
-}
 
 /// Seconds from `t` to the next UTC midnight (at least 1).
 pub fn secs_to_midnight(t: OffsetDateTime) -> u64 {
@@ -96,11 +75,7 @@ impl Limits {
     /// The tenant's plan; a plan name the configuration no longer has falls back to the
     /// default plan.
     pub fn plan(&self, tenant: &Tenant) -> &Plan {
-        self.plans
-            .get(&tenant.plan)
-            .or_else(|| self.plans.get(&self.default_plan))
-            .or_else(|| self.plans.plans.values().next())
-            .expect("the configuration has at least one plan")
+        self.plans.resolve(&tenant.plan, &self.default_plan)
     }
 
     /// Takes `n` publishes from the key's allowance.

@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_core::KeyId;
-use herald_store::{DailyUsage, Store, TenantId};
+use herald_store::{day_of, Clock, DailyUsage, Store, TenantId};
 use time::OffsetDateTime;
 
-use crate::limits::{day_of, Clock};
 use crate::metrics::Metrics;
 use std::time::Instant;
 

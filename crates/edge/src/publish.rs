@@ -7,23 +7,25 @@
 //! answers the first response again and publishes nothing; the broker decides that atomically
 //! with the append, so concurrent repeats cannot both publish.
 
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use std::sync::Arc;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use herald_core::{
-    ApiKeySecret, ChannelName, Cursor, ErrorCode, Event, EventData, EventType, Scope, TenantSlug,
-};
+use herald_core::{ChannelName, Cursor, ErrorCode, Event, EventData, EventType, Scope};
+use herald_http::{body_error, media_type, require_json, ApiError, ChannelPath, TenantPath};
 use herald_replay::{Append, Appended, ChannelKey, DailyQuota, Idempotency, Retention};
-use herald_store::{ApiKeyAuth, ChannelSettings, Tenant};
+use herald_store::{day_of, ApiKeyAuth, ChannelSettings, Tenant};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::limits::{day_of, secs_to_midnight};
-use crate::{ApiError, EdgeState};
+use crate::auth::{authenticate_in, check_channel};
+use crate::limits::secs_to_midnight;
+use crate::EdgeState;
 
 /// The most events one batch may carry.
 pub const MAX_BATCH: usize = 100;
@@ -62,33 +64,17 @@ struct BatchPublished<'a> {
     results: Vec<Published<'a>>,
 }
 
-fn malformed_path(_: PathRejection) -> ApiError {
-    ApiError::new(ErrorCode::InvalidName, "malformed path")
-}
-
-fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(ErrorCode::PayloadTooLarge, "request body too large")
-        }
-        _ => ApiError::invalid_body("could not read the request body"),
-    })
-}
-
 /// `POST /v1/{tenant}/channels/{channel}/events`
 pub async fn one_event(
     State(state): State<EdgeState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    ChannelPath { tenant, channel }: ChannelPath,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((tenant, channel)) = path.map_err(malformed_path)?;
-    let tenant = TenantSlug::parse(&tenant)?;
-    let channel = ChannelName::parse(&channel)?;
     let (key, tenant) = authenticate_in(&state, &headers, &tenant, Scope::Publish).await?;
     check_channel(&key, &channel)?;
     let idempotency_key = idempotency_key(&headers)?;
-    let event = parse_event(&headers, &read_body(body)?)?;
+    let event = parse_event(&headers, &body.map_err(body_error)?)?;
     let limits = PublishLimits::of(&state, tenant);
     limits.check_size(&event, None)?;
     let channels = vec![channel];
@@ -112,16 +98,14 @@ pub async fn one_event(
 /// `POST /v1/{tenant}/events`
 pub async fn batch(
     State(state): State<EdgeState>,
-    path: Result<Path<String>, PathRejection>,
+    TenantPath(tenant): TenantPath,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(tenant) = path.map_err(malformed_path)?;
-    let tenant = TenantSlug::parse(&tenant)?;
     let (key, tenant) = authenticate_in(&state, &headers, &tenant, Scope::Publish).await?;
     let idempotency_key = idempotency_key(&headers)?;
     require_json(&headers)?;
-    let body: BatchBody = serde_json::from_slice(&read_body(body)?)
+    let body: BatchBody = serde_json::from_slice(&body.map_err(body_error)?)
         .map_err(|e| ApiError::invalid_body(format!("invalid JSON body: {e}")))?;
     if body.events.is_empty() || body.events.len() > MAX_BATCH {
         return Err(ApiError::invalid_body(format!(
@@ -166,13 +150,13 @@ pub async fn batch(
 
 /// The tenant and its plan's publishing limits.
 struct PublishLimits {
-    tenant: Tenant,
+    tenant: Arc<Tenant>,
     max_message_bytes: usize,
     messages_per_day: u64,
 }
 
 impl PublishLimits {
-    fn of(state: &EdgeState, tenant: Tenant) -> Self {
+    fn of(state: &EdgeState, tenant: Arc<Tenant>) -> Self {
         let plan = state.limits.plan(&tenant);
         Self {
             max_message_bytes: usize::try_from(plan.max_message_bytes).unwrap_or(usize::MAX),
@@ -299,29 +283,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(k.to_owned()))
 }
 
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    match media_type(headers).as_deref() {
-        None | Some("application/json") => Ok(()),
-        Some(other) => Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            format!("unsupported content type {other:?}; use application/json"),
-        )),
-    }
-}
-
 /// The event of a request body: JSON `{"event"?, "data"}`, or a `text/plain` body as the data
 /// of a `message` event.
 fn parse_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, ApiError> {
@@ -350,76 +311,4 @@ fn json_event(event_type: Option<&str>, data: &RawValue) -> Result<Event, ApiErr
     let data = EventData::from_raw(data)
         .map_err(|_| ApiError::invalid_body("`data` is not valid JSON"))?;
     Ok(Event { event_type, data })
-}
-
-/// The `Authorization: Bearer` credential, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-/// Checks the request's API key: well-formed, known, not revoked, of this tenant (a key of
-/// another tenant is as good as unknown), and holding `scope`.
-pub(crate) async fn authenticate(
-    state: &EdgeState,
-    headers: &HeaderMap,
-    tenant: &TenantSlug,
-    scope: Scope,
-) -> Result<ApiKeyAuth, ApiError> {
-    authenticate_in(state, headers, tenant, scope)
-        .await
-        .map(|(key, _)| key)
-}
-
-/// [`authenticate`], also answering the (active) tenant it looked up.
-pub(crate) async fn authenticate_in(
-    state: &EdgeState,
-    headers: &HeaderMap,
-    tenant: &TenantSlug,
-    scope: Scope,
-) -> Result<(ApiKeyAuth, Tenant), ApiError> {
-    let token = bearer(headers).ok_or_else(|| {
-        ApiError::unauthorized("an API key is required: Authorization: Bearer hk_...")
-    })?;
-    let secret =
-        ApiKeySecret::parse(token).map_err(|_| ApiError::unauthorized("malformed API key"))?;
-    let key = state
-        .view
-        .api_key(&secret.key_id())
-        .await?
-        .filter(|k| k.verify(&secret) && k.revoked_at.is_none() && k.tenant_slug == *tenant)
-        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))?;
-    if !key.scopes.contains(&scope) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("this API key lacks the `{}` scope", scope.as_str()),
-        ));
-    }
-    match state.view.tenant(tenant).await? {
-        Some(t) if t.suspended_at.is_some() => Err(suspended()),
-        Some(t) => {
-            state.usage.key_used(&key.key_id, state.clock.now());
-            Ok((key, t))
-        }
-        None => Err(ApiError::unauthorized("unknown or revoked API key")),
-    }
-}
-
-pub(crate) fn suspended() -> ApiError {
-    ApiError::new(ErrorCode::TenantSuspended, "this tenant is suspended")
-}
-
-/// Refuses a channel outside the key's channel patterns, if it has any.
-pub(crate) fn check_channel(key: &ApiKeyAuth, channel: &ChannelName) -> Result<(), ApiError> {
-    match &key.channels {
-        Some(patterns) if !patterns.iter().any(|p| channel.matches(p)) => Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("this API key may not use channel {channel}"),
-        )),
-        _ => Ok(()),
-    }
 }

@@ -19,8 +19,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
@@ -28,14 +27,15 @@ use futures_util::stream::{self, SelectAll, StreamExt};
 use herald_core::{
     channel_hash, sse, ChannelName, Cursor, ErrorCode, EventType, MultiCursor, TenantSlug,
 };
+use herald_http::{ApiError, ChannelPath, TenantPath};
 use herald_replay::{ChannelKey, Gap, Live, LiveEvent, StoredEvent};
 use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::auth::{suspended, Credential};
 use crate::meter::StreamMeter;
-use crate::tokens::Credential;
-use crate::{ApiError, EdgeState};
+use crate::EdgeState;
 use axum::extract::ConnectInfo;
 use axum::Extension;
 use herald_replay::ConnectionPermit;
@@ -52,15 +52,11 @@ pub const MAX_CHANNELS: usize = 256;
 /// `GET /v1/{tenant}/channels/{channel}/events`
 pub async fn one_channel(
     State(state): State<EdgeState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    ChannelPath { tenant, channel }: ChannelPath,
     RawQuery(query): RawQuery,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Path((tenant, channel)) =
-        path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
-    let tenant = TenantSlug::parse(&tenant)?;
-    let channel = ChannelName::parse(&channel)?;
     let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     open(
         state,
@@ -77,13 +73,11 @@ pub async fn one_channel(
 /// `GET /v1/{tenant}/events?channel=a&channel=b`
 pub async fn several_channels(
     State(state): State<EdgeState>,
-    path: Result<Path<String>, PathRejection>,
+    TenantPath(tenant): TenantPath,
     RawQuery(query): RawQuery,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Path(tenant) = path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
-    let tenant = TenantSlug::parse(&tenant)?;
     let mut channels: Vec<ChannelName> = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
         if k == "channel" {
@@ -147,7 +141,7 @@ async fn open(
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such tenant"))?;
     if tenant_row.suspended_at.is_some() {
-        return Err(crate::publish::suspended());
+        return Err(suspended());
     }
     let token = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "token")

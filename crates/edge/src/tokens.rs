@@ -5,20 +5,21 @@
 //! `exp` (required, 30 s leeway), optional `sub`. Any `alg` but HS256 is refused before a key is
 //! looked at, so a token can never choose how it is checked.
 
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use herald_core::{parse_channel_pattern, ChannelName, ErrorCode, Scope, TenantSlug};
-use herald_store::{ApiKeyAuth, Tenant};
+use herald_core::{parse_channel_pattern, ChannelName, ErrorCode, Scope};
+use herald_http::{body_error, ApiError, TenantPath};
+use herald_store::Tenant;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::publish::{authenticate, bearer};
-use crate::{ApiError, EdgeState};
+use crate::auth::authenticate;
+use crate::EdgeState;
 
 /// Seconds a token's `exp` may be past before it is refused.
 const LEEWAY_SECS: u64 = 30;
@@ -45,61 +46,6 @@ impl Claims {
         match channel.personal_user() {
             Some(user) => self.sub.as_deref() == Some(user),
             None => self.channels.iter().any(|p| channel.matches(p)),
-        }
-    }
-}
-
-/// Who is subscribing.
-pub enum Credential {
-    Anonymous,
-    Token(Claims),
-    /// A server-side subscriber with an API key of the `subscribe` scope.
-    Key(ApiKeyAuth),
-}
-
-impl Credential {
-    /// Reads the request's credential: `?token=`, or `Authorization: Bearer` with a token or
-    /// an API key. A credential that is sent must be valid, even for a public channel.
-    pub async fn of(
-        state: &EdgeState,
-        tenant: &Tenant,
-        headers: &HeaderMap,
-        query_token: Option<&str>,
-    ) -> Result<Self, ApiError> {
-        match (query_token, bearer(headers)) {
-            (Some(token), _) => Ok(Self::Token(verify(state, tenant, token).await?)),
-            (None, Some(b)) if b.starts_with("hk_") => Ok(Self::Key(
-                authenticate(state, headers, &tenant.slug, Scope::Subscribe).await?,
-            )),
-            (None, Some(token)) => Ok(Self::Token(verify(state, tenant, token).await?)),
-            (None, None) => Ok(Self::Anonymous),
-        }
-    }
-
-    /// Refuses a channel the credential may not subscribe to: 401 without a credential, 403
-    /// with one that does not grant it.
-    pub fn check(&self, channel: &ChannelName, private: bool) -> Result<(), ApiError> {
-        let private = private || channel.personal_user().is_some();
-        let granted = match self {
-            Self::Anonymous if private => {
-                return Err(ApiError::unauthorized(format!(
-                    "channel {channel} is private: a subscriber token is required"
-                )))
-            }
-            Self::Anonymous => true,
-            Self::Token(claims) => !private || claims.grants(channel),
-            Self::Key(key) => key
-                .channels
-                .as_ref()
-                .is_none_or(|ps| ps.iter().any(|p| channel.matches(p))),
-        };
-        if granted {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!("this credential does not grant channel {channel}"),
-            ))
         }
     }
 }
@@ -170,14 +116,12 @@ struct Minted {
 /// needs the `subscribe` scope, and a key limited to some channels can only grant those.
 pub async fn mint(
     State(state): State<EdgeState>,
-    path: Result<Path<String>, PathRejection>,
+    TenantPath(slug): TenantPath,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(tenant) = path.map_err(|_| ApiError::new(ErrorCode::InvalidName, "malformed path"))?;
-    let slug = TenantSlug::parse(&tenant)?;
     let key = authenticate(&state, &headers, &slug, Scope::Subscribe).await?;
-    let body = body.map_err(|_| ApiError::invalid_body("could not read the request body"))?;
+    let body = body.map_err(body_error)?;
     let req: MintBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid_body(format!("invalid JSON body: {e}")))?;
     let channels = req
@@ -233,7 +177,7 @@ pub async fn mint(
         &claims,
         &EncodingKey::from_secret(current.secret.as_bytes()),
     )
-    .map_err(|e| ApiError::unavailable(&e))?;
+    .map_err(|e| ApiError::internal(&e))?;
     let expires_at = expires_at.replace_nanosecond(0).unwrap_or(expires_at);
     Ok((StatusCode::CREATED, Json(Minted { token, expires_at })).into_response())
 }

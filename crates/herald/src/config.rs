@@ -163,7 +163,34 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Which broker holds the channels' history and fans events out: chosen here, once, from the
+/// configuration, so that another backend is one more variant and one more module in
+/// `herald-replay`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// In this process only: a single node, history lost on restart.
+    InProcess,
+    /// Redis, shared by every process of a cluster.
+    Redis {
+        /// The Redis URL (it may carry a password: never log it unredacted).
+        url: String,
+        /// What every key and pub/sub channel starts with.
+        prefix: String,
+    },
+}
+
 impl Config {
+    /// The broker this configuration asks for.
+    pub fn broker(&self) -> BrokerKind {
+        match &self.redis_url {
+            Some(url) => BrokerKind::Redis {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+            },
+            None => BrokerKind::InProcess,
+        }
+    }
+
     /// The public URL without a trailing slash.
     pub fn public_url(&self) -> String {
         match &self.public_url {

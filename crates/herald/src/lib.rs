@@ -19,24 +19,21 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use herald_admin::{AdminConfig, AdminState};
 use herald_core::ErrorCode;
-use herald_edge::{
-    ApiError, Clock, ControlView, EdgeConfig, EdgeState, Limits, Metrics, SystemClock, Usage,
-};
+use herald_edge::{EdgeConfig, EdgeState, Limits, Metrics, Usage};
+use herald_http::ApiError;
 use herald_replay::{Broker, InProcessBroker, RedisBroker, RedisConfig};
-use herald_store::Store;
+use herald_store::{Clock, ControlView, Store, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Cli, Command, Config, TenantCommand};
+pub use config::{BrokerKind, Cli, Command, Config, TenantCommand};
 
 /// The largest request body any route accepts.
 const BODY_LIMIT: usize = 1024 * 1024;
-/// How long a session lives without use.
-const SESSION_TTL: Duration = Duration::from_secs(14 * 86_400);
 
-/// Which routes a process serves.
+/// Which routes a process serves (a member's role in a tenant is [`herald_store::Role`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum Routes {
     /// Admin API and edge on one listener.
     All,
     Edge,
@@ -65,14 +62,14 @@ struct Health {
 impl App {
     /// Connects to the database and the broker (failing within about ten seconds, naming the
     /// URL, when either is unreachable), migrates when the role serves the admin API, and binds.
-    pub async fn build(config: &Config, role: Role) -> anyhow::Result<App> {
-        Self::build_with_clock(config, role, Arc::new(SystemClock)).await
+    pub async fn build(config: &Config, routes: Routes) -> anyhow::Result<App> {
+        Self::build_with_clock(config, routes, Arc::new(SystemClock)).await
     }
 
     /// [`App::build`] with a clock of the caller's, for tests of the UTC-day quotas.
     pub async fn build_with_clock(
         config: &Config,
-        role: Role,
+        routes: Routes,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<App> {
         let listener = TcpListener::bind(config.listen)
@@ -84,16 +81,13 @@ impl App {
             config.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
         let store = Store::connect(&config.database_url).await?;
-        if role != Role::Edge {
+        if routes != Routes::Edge {
             store
                 .migrate()
                 .await
                 .context("cannot migrate the database")?;
         }
-        let broker: Arc<dyn Broker> = match &config.redis_url {
-            Some(url) => connect_redis(&config, url).await?,
-            None => InProcessBroker::new(),
-        };
+        let broker = connect_broker(config.broker()).await?;
         let shutdown = CancellationToken::new();
         let view = Arc::new(ControlView::new(store.clone()));
         let plans = Arc::new(config.load_plans()?);
@@ -113,7 +107,7 @@ impl App {
             Duration::from_secs(config.usage_flush_secs.max(1)),
             flushed.clone(),
         );
-        let edge = EdgeState::new(herald_edge::Inner {
+        let edge = EdgeState::new(herald_edge::Edge {
             broker: broker.clone(),
             view: view.clone(),
             config: EdgeConfig {
@@ -132,19 +126,20 @@ impl App {
             broker.clone(),
             AdminConfig {
                 public_origin: config.public_origin(),
-                session_ttl: SESSION_TTL,
+                session_ttl: herald_admin::SESSION_TTL,
                 signing_key_grace: config.signing_key_grace(),
                 plans,
                 default_plan: config.default_plan.clone(),
             },
         );
         let mut router = Router::new();
-        if role != Role::Admin {
+        if routes != Routes::Admin {
             router = router.merge(herald_edge::router(edge));
         }
-        if role != Role::Edge {
+        if routes != Routes::Edge {
             router = router.merge(herald_admin::router(admin));
         }
+        let rejections = metrics.clone();
         let health = Health {
             store: store.clone(),
             broker,
@@ -167,7 +162,8 @@ impl App {
                     }
                 }),
             )
-            .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") })
+            .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") });
+        let router = herald_http::count_rejections(router, move |code| rejections.rejected(code))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(telemetry::layer());
         Ok(App {
@@ -245,18 +241,17 @@ impl App {
     }
 }
 
-/// The Redis broker of `url`, or one line that names the URL (password redacted).
-pub async fn connect_redis(config: &Config, url: &str) -> anyhow::Result<Arc<RedisBroker>> {
-    RedisBroker::connect(RedisConfig {
-        url: url.to_owned(),
-        prefix: config.redis_prefix.clone(),
-    })
-    .await
-    .with_context(|| {
-        format!(
-            "cannot connect to Redis at {}",
-            herald_store::redact_url(url)
-        )
+/// The broker `kind` names, connected; for Redis, failing with one line that names the URL
+/// (password redacted).
+pub async fn connect_broker(kind: BrokerKind) -> anyhow::Result<Arc<dyn Broker>> {
+    Ok(match kind {
+        BrokerKind::InProcess => InProcessBroker::new(),
+        BrokerKind::Redis { url, prefix } => {
+            let redacted = herald_store::redact_url(&url);
+            RedisBroker::connect(RedisConfig { url, prefix })
+                .await
+                .with_context(|| format!("cannot connect to Redis at {redacted}"))?
+        }
     })
 }
 

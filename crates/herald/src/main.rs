@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use herald::{App, Cli, Command, Role};
+use herald::{App, Cli, Command, Routes};
 use herald_store::Store;
 
 #[tokio::main]
@@ -37,9 +37,9 @@ fn one_line(e: &anyhow::Error) -> String {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
     let role = match cli.command.clone().unwrap_or(Command::Serve) {
-        Command::Serve => Role::All,
-        Command::Edge => Role::Edge,
-        Command::Admin => Role::Admin,
+        Command::Serve => Routes::All,
+        Command::Edge => Routes::Edge,
+        Command::Admin => Routes::Admin,
         Command::Migrate => {
             let store = Store::connect(&config.database_url).await?;
             store
@@ -63,10 +63,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let app = App::build(&config, role).await?;
     let base = app.public_url().to_owned();
-    if role != Role::Edge {
+    if role != Routes::Edge {
         println!("herald admin: {base}/api/v1");
     }
-    if role != Role::Admin {
+    if role != Routes::Admin {
         println!("herald edge:  {base}/v1/<tenant>/channels/<channel>/events");
     }
     let shutdown = app.shutdown_token();

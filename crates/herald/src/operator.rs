@@ -1,12 +1,10 @@
 //! `herald tenant ...`: operator commands, run against the database directly (and Redis, when
 //! configured, so that running edges end a suspended tenant's streams at once).
 
-use std::sync::Arc;
-
-use crate::{Config, TenantCommand};
+use crate::{BrokerKind, Config, TenantCommand};
 use anyhow::{bail, Context};
 use herald_core::TenantSlug;
-use herald_replay::{Broker, Target};
+use herald_replay::Target;
 use herald_store::{NewAuditEntry, Store, Tenant};
 
 /// Runs one tenant command and prints its outcome.
@@ -110,14 +108,15 @@ async fn audit(
 /// channel to a running process: a single-node server refuses new streams and publishes once
 /// its cache expires (within a second), but open streams run on.
 async fn end_streams(config: &Config, slug: &TenantSlug) -> anyhow::Result<()> {
-    let Some(url) = &config.redis_url else {
+    let kind = config.broker();
+    if kind == BrokerKind::InProcess {
         eprintln!(
             "note: no --redis-url: running edges refuse the tenant within a second, but its open \
              streams are not ended"
         );
         return Ok(());
-    };
-    let broker: Arc<dyn Broker> = crate::connect_redis(config, url).await?;
+    }
+    let broker = crate::connect_broker(kind).await?;
     broker
         .end_streams(&Target::Tenant(slug.clone()))
         .await

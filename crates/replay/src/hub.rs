@@ -78,6 +78,10 @@ struct Entry {
     primed: bool,
 }
 
+/// Each channel's broadcast ring, on every broker: how many events a subscriber may fall
+/// behind live delivery before it catches up from history.
+pub const HUB_CAPACITY: usize = 1024;
+
 /// The node's channels with local subscribers.
 pub struct Hub {
     channels: Mutex<HashMap<ChannelKey, Entry>>,

@@ -21,10 +21,6 @@ use crate::{
     Gap, History, Idempotency, Retention, StoredEvent, Target, IDEMPOTENCY_TTL,
 };
 
-/// Each channel's broadcast ring: how many events a subscriber may fall behind live delivery
-/// before it catches up from history.
-const HUB_CAPACITY: usize = 1024;
-
 /// A single-node broker that keeps every channel's history in memory.
 pub struct InProcessBroker {
     /// Idempotency keys: `(tenant, key)` → what was asked and answered.
@@ -59,7 +55,7 @@ impl InProcessBroker {
             daily: Mutex::default(),
             connections: Arc::default(),
             channels: Mutex::default(),
-            hub: Hub::new(HUB_CAPACITY),
+            hub: Hub::new(crate::hub::HUB_CAPACITY),
         });
         tokio::spawn(sweep(Arc::downgrade(&broker)));
         broker

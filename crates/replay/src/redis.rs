@@ -1,7 +1,10 @@
 //! The Redis broker: one stream per channel for history, pub/sub for fan-out.
 //!
 //! Keys are `<prefix>:{<tenant>/<channel>}:s` (the stream) and `…:m` (its meta hash: `epoch`,
-//! `last`, `trimmed`, `ttl`), hash-tagged so a channel's keys live on one Redis Cluster shard.
+//! `last`, `trimmed`, `ttl`). The braces put a channel's two keys in one hash slot, but that is
+//! not enough for Redis Cluster: the append script also touches the idempotency and daily-quota
+//! keys, and a batch several channels, in one call, which a cluster refuses (`CROSSSLOT`). This
+//! broker needs one Redis (with replicas if wanted), not Redis Cluster.
 //! Announcements go to `<prefix>:ev:<tenant>/<channel>`; orders to every process (end the
 //! streams of a channel or tenant) go to `<prefix>:control`.
 //!
@@ -35,7 +38,6 @@ use crate::{
 };
 use herald_core::{ChannelName, TenantSlug};
 
-const HUB_CAPACITY: usize = 1024;
 /// How long a command may take before the broker counts as unavailable.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a process publishes its subscriber counts and proves it is alive.
@@ -118,7 +120,7 @@ impl RedisBroker {
 
         let shared = Arc::new(Shared {
             connections: std::sync::Mutex::default(),
-            hub: Hub::new(HUB_CAPACITY),
+            hub: Hub::new(crate::hub::HUB_CAPACITY),
             up: AtomicBool::new(true),
         });
         let (commands, rx) = mpsc::channel(1024);

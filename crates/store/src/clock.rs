@@ -1,10 +1,27 @@
-//! Timestamps are stored as unix milliseconds: the `Any` driver has no date type.
+//! The clock, and timestamps as stored: unix milliseconds, since the `Any` driver has no date
+//! type.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::error::decode_error;
+
+/// What time it is, for quotas and usage that follow the UTC calendar. Tests substitute their
+/// own.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
 
 /// Now, in unix milliseconds.
 pub(crate) fn now_ms() -> i64 {

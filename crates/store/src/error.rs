@@ -6,6 +6,7 @@
 //! never bound values, and URLs are shown with their password redacted.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 /// What went wrong in a [`Store`](crate::Store) call.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,25 @@ pub enum StoreError {
     /// Password hashing failed or a blocking task panicked.
     #[error("internal error in the store")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
+    /// One failure that several callers waited for (a single-flight load of the
+    /// [`cache`](crate::cache)); [`StoreError::kind`] is what it was.
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
+}
+
+impl StoreError {
+    /// The error itself, or, for [`StoreError::Shared`], the error that was shared.
+    pub fn kind(&self) -> &StoreError {
+        match self {
+            StoreError::Shared(e) => e.kind(),
+            e => e,
+        }
+    }
+
+    /// `e` as its own error again when no other caller holds it, else [`StoreError::Shared`].
+    pub(crate) fn shared(e: Arc<StoreError>) -> StoreError {
+        Arc::try_unwrap(e).unwrap_or_else(StoreError::Shared)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -18,6 +18,7 @@
 mod accounts;
 mod api_keys;
 mod audit;
+pub mod cache;
 mod channels;
 mod clock;
 mod db;
@@ -36,7 +37,9 @@ pub mod testing;
 pub use accounts::Account;
 pub use api_keys::{ApiKey, ApiKeyAuth};
 pub use audit::{AuditEntry, NewAuditEntry};
+pub use cache::ControlView;
 pub use channels::{Channel, ChannelSettings, Visibility};
+pub use clock::{Clock, SystemClock};
 pub use db::Backend;
 pub use error::{redact_url, StoreError};
 pub use ids::{AccountId, TenantId};

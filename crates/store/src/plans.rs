@@ -104,11 +104,35 @@ impl Plans {
     pub fn get(&self, name: &str) -> Option<&Plan> {
         self.plans.get(name)
     }
+
+    /// The limits a tenant on plan `name` gets. A name the configuration no longer has (a plan
+    /// removed from the plans file) falls back to the `default` plan, then to any configured
+    /// plan, then to the built-in `free` plan: a tenant always has limits.
+    pub fn resolve(&self, name: &str, default: &str) -> &Plan {
+        static FREE: std::sync::LazyLock<Plan> =
+            std::sync::LazyLock::new(|| Plans::builtin().plans["free"].clone());
+        self.get(name)
+            .or_else(|| self.get(default))
+            .or_else(|| self.plans.values().next())
+            .unwrap_or(&FREE)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_plan_falls_back_to_the_default_then_to_any_then_to_free() {
+        let plans = Plans::builtin();
+        assert_eq!(plans.resolve("pro", "free"), &plans.plans["pro"]);
+        assert_eq!(plans.resolve("gone", "business"), &plans.plans["business"]);
+        assert_eq!(plans.resolve("gone", "also-gone"), &plans.plans["business"]);
+        let empty = Plans {
+            plans: BTreeMap::new(),
+        };
+        assert_eq!(empty.resolve("gone", "free"), &plans.plans["free"]);
+    }
 
     #[test]
     fn a_plans_file_replaces_the_builtin_plans() {
