@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{bail, Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Connects from `127.0.0.<source>` so that tens of thousands of connections to one server
@@ -36,8 +36,8 @@ pub struct Head {
 }
 
 /// Reads until the end of the response head; what follows it stays in `buf[..filled]`.
-pub async fn read_head(
-    stream: &mut TcpStream,
+pub async fn read_head<R: AsyncRead + Unpin>(
+    stream: &mut R,
     buf: &mut Vec<u8>,
     filled: &mut usize,
 ) -> Result<Head> {

@@ -51,7 +51,7 @@ pub async fn run(
             let mut buf = vec![0u8; 64 * 1024];
             let mut filled = 0;
             for _ in 0..total {
-                let head = read_head(&mut rd, &mut buf, &mut filled).await?;
+                let head = http::read_head(&mut rd, &mut buf, &mut filled).await?;
                 skip_body(&mut rd, &mut buf, &mut filled, &head).await?;
                 if (200..300).contains(&head.status) {
                     counts.0.fetch_add(1, Relaxed);
@@ -96,27 +96,6 @@ pub async fn run(
     published.accepted = AtomicU64::new(counts.0.load(Relaxed));
     published.refused = AtomicU64::new(counts.1.load(Relaxed));
     Ok(published)
-}
-
-async fn read_head(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    buf: &mut [u8],
-    filled: &mut usize,
-) -> Result<http::Head> {
-    use tokio::io::AsyncReadExt;
-    loop {
-        if let Some(end) = memchr::memmem::find(&buf[..*filled], b"\r\n\r\n") {
-            let head = http::parse_head(&buf[..end])?;
-            buf.copy_within(end + 4..*filled, 0);
-            *filled -= end + 4;
-            return Ok(head);
-        }
-        let n = rd.read(&mut buf[*filled..]).await?;
-        if n == 0 {
-            bail!("publish connection closed");
-        }
-        *filled += n;
-    }
 }
 
 async fn skip_body(
