@@ -1,16 +1,23 @@
-//! `cargo xtask bench`: the measurement programs of `tests/examples`, in release mode, against
-//! the same Postgres and Redis the tests use. Their numbers are printed, not judged: speed and
-//! memory targets are compared by people against peers measured in the same run, never asserted
-//! in a timed test.
+//! `cargo xtask bench`: the side-by-side benchmark. Builds Herald and the load generator in
+//! release mode and runs `herald-loadgen suite`, which pins each server (Herald embedded, Herald
+//! through Redis, Nchan) to core 0 and the generator to core 1, and writes `bench/RESULTS.md`.
+//! Its numbers are printed, not judged: speed and memory are compared against the peer measured
+//! in the same run, never asserted in a timed test. `smoke` is the short version the test
+//! command runs: small counts, Herald only, and it fails unless every subscriber received
+//! exactly its sequence.
+//!
+//! `cargo xtask bench examples` runs the older in-process measurement programs of
+//! `tests/examples` (latency, 1,000-subscriber fan-out, publish throughput).
 
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cmd;
 use crate::services::Services;
 
-/// The programs, each with what it measures.
+/// The in-process programs, each with what it measures.
 const PROGRAMS: &[(&str, &str)] = &[
     ("latency", "publish→receive, one publisher, one subscriber"),
     (
@@ -24,6 +31,99 @@ const PROGRAMS: &[(&str, &str)] = &[
 ];
 
 pub fn run() -> Result<()> {
+    let services = Services::ensure()?;
+    let root = crate::workspace_root();
+    ensure_tools(true)?;
+    cmd::run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "herald",
+        "-p",
+        "herald-loadgen",
+    ]))?;
+    let release = crate::test::target_dir(&root).join("release");
+    suite(&root, &release, &services, false)
+}
+
+/// The short, exactness-only version, on the debug binaries the test command built.
+pub fn smoke(root: &Path, services: &Services) -> Result<()> {
+    ensure_tools(false)?;
+    cmd::run(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "-p",
+        "herald",
+        "-p",
+        "herald-loadgen",
+    ]))?;
+    let debug = crate::test::target_dir(root).join("debug");
+    suite(root, &debug, services, true)
+}
+
+/// `cargo xtask bench smoke`.
+pub fn smoke_alone() -> Result<()> {
+    let services = Services::ensure()?;
+    smoke(&crate::workspace_root(), &services)
+}
+
+fn suite(root: &Path, bin_dir: &Path, services: &Services, smoke: bool) -> Result<()> {
+    let redis_url = services
+        .env()
+        .into_iter()
+        .find(|(k, _)| *k == crate::services::REDIS_URL_VAR)
+        .map(|(_, v)| v)
+        .context("no Redis URL")?;
+    let mut c = Command::new(bin_dir.join("herald-loadgen"));
+    c.current_dir(root)
+        .arg("suite")
+        .arg("--herald")
+        .arg(bin_dir.join("herald"))
+        .arg("--root")
+        .arg(root)
+        .args(["--redis-url", &redis_url]);
+    if smoke {
+        c.args(["--smoke", "true"]);
+    } else {
+        c.arg("--out").arg(root.join("bench/RESULTS.md"));
+    }
+    cmd::run(&mut c)
+}
+
+/// `taskset` (util-linux) pins the processes; Nchan is the peer of the full run.
+fn ensure_tools(nchan: bool) -> Result<()> {
+    let mut missing = Vec::new();
+    if cmd::which("taskset").is_none() {
+        missing.push("util-linux");
+    }
+    if nchan
+        && (cmd::which("nginx").is_none()
+            || !Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so").exists())
+    {
+        missing.extend(["nginx", "libnginx-mod-nchan"]);
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if cmd::is_root() {
+        cmd::say(format_args!("installing {}", missing.join(" ")));
+        cmd::run(Command::new("apt-get").args(["update", "-qq"]))?;
+        cmd::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    } else {
+        anyhow::bail!(
+            "the benchmark needs the Debian packages {}: apt-get install {}",
+            missing.join(", "),
+            missing.join(" ")
+        )
+    }
+}
+
+/// `cargo xtask bench examples`.
+pub fn examples() -> Result<()> {
     let services = Services::ensure()?;
     let root = crate::workspace_root();
     for (name, what) in PROGRAMS {

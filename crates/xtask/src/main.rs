@@ -30,9 +30,10 @@ Commands:
           Only the Schemathesis step: pip-installs it into target/schemathesis-venv, starts herald
           on a fresh SQLite database and fuzzes every operation of api-spec/openapi.json
 
-  bench   Run the measurement programs of tests/examples in release mode (publish→receive
-          latency, 1,000-subscriber fan-out, publish throughput with the limiter off and on)
-          and print their numbers
+  bench   The side-by-side benchmark in release mode: Herald (embedded and through Redis)
+          and Nchan, each pinned to core 0, the load generator to core 1; prints the table
+          and writes bench/RESULTS.md. `bench smoke`: the short exactness check the test
+          command runs. `bench examples`: the in-process programs of tests/examples
 
 Environment:
   HERALD_TEST_DATABASE_URL  a Postgres that allows CREATE DATABASE
@@ -47,6 +48,8 @@ fn main() -> ExitCode {
         ["test"] => test::run(),
         ["schemathesis"] => test::schemathesis(),
         ["bench"] => bench::run(),
+        ["bench", "examples"] => bench::examples(),
+        ["bench", "smoke"] => bench::smoke_alone(),
         // Hidden: brings Postgres and Redis up exactly as `test` does, prints them and stops them
         // again, so the probe and private-instance paths can be checked without the whole suite.
         ["services"] => services::run(),

@@ -54,16 +54,18 @@ pub fn run() -> Result<()> {
         doctests.args(["test", "--workspace", "--doc", "--no-fail-fast"]);
         let tests = cmd::run(&mut with_env(tests));
         let doctests = cmd::run(&mut with_env(doctests));
+        let bench_smoke = crate::bench::smoke(&root, &services);
         // Last, and even when tests failed, so that one run reports every failure.
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
-        tests.and(doctests).and(schemathesis)
+        tests.and(doctests).and(bench_smoke).and(schemathesis)
     } else {
         say("cargo-nextest is not installed (`cargo install cargo-nextest`); using cargo test");
         let mut tests = cargo(&root);
         tests.args(["test", "--workspace", "--no-fail-fast"]);
         let tests = cmd::run(&mut with_env(tests));
+        let bench_smoke = crate::bench::smoke(&root, &services);
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
-        tests.and(schemathesis)
+        tests.and(bench_smoke).and(schemathesis)
     }
 }
 
@@ -87,7 +89,7 @@ fn nextest_installed(root: &Path) -> bool {
 }
 
 /// The target directory cargo builds into.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => root.join(dir), // `join` keeps an absolute `dir` as it is
         _ => root.join("target"),
