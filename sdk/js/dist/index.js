@@ -1,0 +1,3 @@
+export { HeraldError } from "./errors.js";
+export { Publisher, } from "./publisher.js";
+export { subscribe, } from "./subscribe.js";
