@@ -18,14 +18,14 @@ const repoRoot = resolve(sdkSource, "../..");
 
 /** Imports an export of the package under test (".", "./react") through its exports map. */
 export async function load(subpath = ".") {
-  const pkg = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8"));
-  return import(pathToFileURL(join(packageDir, pkg.exports[subpath].import)).href);
+  return import(pathToFileURL(exportPath(subpath)).href);
 }
 
 /** The file of an export of the package under test. */
 export function exportPath(subpath) {
   const pkg = JSON.parse(readFileSync(join(packageDir, "package.json"), "utf8"));
-  return join(packageDir, pkg.exports[subpath].import);
+  const entry = pkg.exports[subpath];
+  return join(packageDir, typeof entry === "string" ? entry : entry.import);
 }
 
 function heraldBin() {
