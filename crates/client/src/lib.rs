@@ -1,22 +1,8 @@
-//! Herald's server-side client: publish events, mint subscriber tokens, read history and channel
-//! info, over Herald's HTTP API (`/v1`).
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), herald_client::Error> {
-//! use herald_client::Client;
-//! use serde_json::json;
-//!
-//! let herald = Client::new("http://127.0.0.1:8080", "acme", "hk_...");
-//! let published = herald.publish("orders", &json!({"id": 1})).await?;
-//! println!("published {}", published.id);
-//! # Ok(()) }
-//! ```
-//!
-//! Retries: a publish that is answered 429 or 503, or that fails in transport, is sent again
+#![doc = include_str!("../README.md")]
+//! Retries: a request that is answered 429 or 503, or that fails in transport, is sent again
 //! after the answer's `Retry-After` (or a short back-off), with the same `Idempotency-Key`, so
-//! Herald stores it once however many attempts it took. The budget is bounded ([`Retry`]): when
-//! the next wait would exceed it, the error is returned instead. Errors carry the problem+json
-//! `code` ([`Error::code`]).
+//! Herald stores a publish once however many attempts it took. The budget is bounded
+//! ([`Retry`]): when the next wait would exceed it, the error is returned instead.
 
 use std::fmt;
 use std::time::{Duration, Instant};
