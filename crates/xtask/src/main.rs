@@ -9,6 +9,7 @@ mod cmd;
 mod postgres;
 mod redis;
 mod schemathesis;
+mod sdk;
 mod services;
 mod test;
 mod url;
@@ -29,6 +30,8 @@ Commands:
   schemathesis
           Only the Schemathesis step: pip-installs it into target/schemathesis-venv, starts herald
           on a fresh SQLite database and fuzzes every operation of api-spec/openapi.json
+  sdk     Only the SDK step: sdk/js (dist drift, bundle size, npm pack, node --test in Node and
+          Chromium), sdk/python (pip wheel, pytest) and herald-client's cargo package --list
 
   bench   The side-by-side benchmark in release mode: Herald (embedded and through Redis)
           and Nchan, each pinned to core 0, the load generator to core 1; prints the table
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["test"] => test::run(),
         ["schemathesis"] => test::schemathesis(),
+        ["sdk"] => test::sdk(),
         ["bench"] => bench::run(),
         ["bench", "examples"] => bench::examples(),
         ["bench", "smoke"] => bench::smoke_alone(),

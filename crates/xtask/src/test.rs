@@ -57,7 +57,8 @@ pub fn run() -> Result<()> {
         let bench_smoke = crate::bench::smoke(&root, &services);
         // Last, and even when tests failed, so that one run reports every failure.
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
-        tests.and(doctests).and(bench_smoke).and(schemathesis)
+        let sdk = crate::sdk::run(&root, &target_dir(&root), &herald_bin);
+        tests.and(doctests).and(bench_smoke).and(schemathesis).and(sdk)
     } else {
         say("cargo-nextest is not installed (`cargo install cargo-nextest`); using cargo test");
         let mut tests = cargo(&root);
@@ -65,7 +66,8 @@ pub fn run() -> Result<()> {
         let tests = cmd::run(&mut with_env(tests));
         let bench_smoke = crate::bench::smoke(&root, &services);
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
-        tests.and(bench_smoke).and(schemathesis)
+        let sdk = crate::sdk::run(&root, &target_dir(&root), &herald_bin);
+        tests.and(bench_smoke).and(schemathesis).and(sdk)
     }
 }
 
@@ -74,6 +76,13 @@ pub fn schemathesis() -> Result<()> {
     let root = crate::workspace_root();
     cmd::run(cargo(&root).args(["build", "-p", "herald"]))?;
     crate::schemathesis::run(&root, &target_dir(&root), &herald_bin(&root))
+}
+
+/// `cargo xtask sdk`: builds herald and runs only the SDK step.
+pub fn sdk() -> Result<()> {
+    let root = crate::workspace_root();
+    cmd::run(cargo(&root).args(["build", "-p", "herald"]))?;
+    crate::sdk::run(&root, &target_dir(&root), &herald_bin(&root))
 }
 
 /// `cargo`, run from the workspace root. `$CARGO` is the cargo that runs xtask, so every step uses

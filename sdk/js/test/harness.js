@@ -43,7 +43,7 @@ export async function startHerald(extra = []) {
   const child = spawn(
     heraldBin(),
     ["serve", "--listen", "127.0.0.1:0", "--database-url", `sqlite://${join(dir, "herald.db")}`, ...extra],
-    { env, stdio: ["ignore", "pipe", "inherit"] },
+    { env, stdio: ["ignore", "pipe", "ignore"] },
   );
   const exited = once(child, "exit").then(([code]) => {
     throw new Error(`herald exited (${code}) before it listened`);
