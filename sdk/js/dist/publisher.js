@@ -45,7 +45,7 @@ export class Publisher {
             query.set("after", options.after);
         if (options.limit !== undefined)
             query.set("limit", String(options.limit));
-        const q = query.size > 0 ? `?${query}` : "";
+        const q = query.toString() ? `?${query}` : "";
         return this.#send("GET", `/channels/${enc(channel)}/history${q}`);
     }
     /** A channel's subscribers, last event id and retained count. */

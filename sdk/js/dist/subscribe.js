@@ -217,7 +217,8 @@ class Stream {
             return;
         const life = expiry - Date.now();
         const before = this.#o.refreshBeforeMs ?? Math.min(60_000, life / 4);
-        this.#refreshTimer = setTimeout(() => void this.#renew(), Math.max(0, life - before));
+        // At least a second: a token that is already (nearly) expired must not spin the refresh.
+        this.#refreshTimer = setTimeout(() => void this.#renew(), Math.max(1000, life - before));
     }
     /** A fresh token, then the stream again from the last cursor. */
     async #renew() {

@@ -128,7 +128,7 @@ export class Publisher {
     const query = new URLSearchParams();
     if (options.after !== undefined) query.set("after", options.after);
     if (options.limit !== undefined) query.set("limit", String(options.limit));
-    const q = query.size > 0 ? `?${query}` : "";
+    const q = query.toString() ? `?${query}` : "";
     return this.#send("GET", `/channels/${enc(channel)}/history${q}`);
   }
 
