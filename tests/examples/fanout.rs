@@ -44,19 +44,14 @@ async fn main() {
                 samples.lock().await.extend(mine);
             }));
         }
-        let publisher = reqwest::Client::new();
-        let url = app.url(&format!("/v1/{t}/channels/fan/events"));
+        let publisher = app.sdk_client(&t, &key);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         for i in 0..events {
             tick.tick().await;
-            let r = publisher
-                .post(&url)
-                .bearer_auth(&key)
-                .json(&json!({"data": {"i": i, "at": now_us()}}))
-                .send()
+            publisher
+                .publish("fan", &json!({"i": i, "at": now_us()}))
                 .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
+                .expect("published");
         }
         for r in readers {
             r.await.unwrap();

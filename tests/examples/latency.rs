@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use herald_tests::{Backend, TestApp};
-use serde_json::json;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -19,19 +18,14 @@ async fn main() {
         let app = TestApp::spawn(backend).await;
         let (t, key) = app.tenant("bench").await;
         let mut stream = app.subscribe(&t, "latency", None).await;
-        let publisher = reqwest::Client::new();
-        let url = app.url(&format!("/v1/{t}/channels/latency/events"));
+        let publisher = app.sdk_client(&t, &key);
         let mut samples = Vec::with_capacity(n);
         for i in 0..n + 50 {
             let start = Instant::now();
-            let sent = publisher
-                .post(&url)
-                .bearer_auth(&key)
-                .json(&json!({"data": i}))
-                .send();
+            let sent = publisher.publish("latency", &i);
             let (response, event) = tokio::join!(sent, stream.next());
             let elapsed = start.elapsed();
-            assert_eq!(response.unwrap().status(), 201);
+            response.expect("published");
             assert_eq!(event.data, i.to_string());
             if i >= 50 {
                 samples.push(elapsed); // the first 50 warm connections and caches

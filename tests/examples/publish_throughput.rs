@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_tests::{tiny_plan, Backend, TestApp};
-use serde_json::json;
 
 const PLAN: &str = "max_connections = 1000
 messages_per_day = 1000000000
@@ -36,23 +35,14 @@ async fn main() {
             let plan = format!("{PLAN}publish_per_second = {rate}\n");
             let app = TestApp::spawn_with(backend, |c| tiny_plan(c, &plan)).await;
             let (t, key) = app.tenant("bench").await;
-            let url = app.url(&format!("/v1/{t}/channels/c/events"));
             let count = Arc::new(AtomicU64::new(0));
             let deadline = Instant::now() + Duration::from_secs(secs);
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
-                let (url, key, count) = (url.clone(), key.clone(), count.clone());
+                let (client, count) = (app.sdk_client(&t, &key), count.clone());
                 tasks.push(tokio::spawn(async move {
-                    let client = reqwest::Client::new();
                     while Instant::now() < deadline {
-                        let r = client
-                            .post(&url)
-                            .bearer_auth(&key)
-                            .json(&json!({"data": "x"}))
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(r.status(), 201);
+                        client.publish("c", "x").await.expect("published");
                         count.fetch_add(1, Ordering::Relaxed);
                     }
                 }));

@@ -364,6 +364,12 @@ impl TestApp {
         (slug.to_owned(), key)
     }
 
+    /// The SDK's client of tenant `slug` with `key`, on this server; without retries, so
+    /// that a refusal shows as it is.
+    pub fn sdk_client(&self, slug: &str, key: &str) -> herald_client::Client {
+        herald_client::Client::new(self.url(""), slug, key).with_retry(herald_client::Retry::NONE)
+    }
+
     pub async fn publish(
         &self,
         key: &str,

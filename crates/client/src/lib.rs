@@ -369,7 +369,11 @@ impl Client {
         let started = Instant::now();
         let mut attempt = 1;
         loop {
-            let request = build(self.http.request(method.clone(), &url).bearer_auth(&self.key));
+            let request = build(
+                self.http
+                    .request(method.clone(), &url)
+                    .bearer_auth(&self.key),
+            );
             let result = match request.send().await {
                 Ok(response) => read(response).await,
                 Err(e) => Err(Error::Transport(e)),

@@ -78,11 +78,17 @@ async fn errors_carry_status_and_code() {
     let client = Client::new(&herald.base, "acme", &key);
 
     let err = client.publish("bad name", &json!(1)).await.unwrap_err();
-    assert_eq!((err.status(), err.code()), (Some(400), Some("invalid_name")));
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(400), Some("invalid_name"))
+    );
 
     let wrong = Client::new(&herald.base, "acme", format!("hk_{}", "0".repeat(40)));
     let err = wrong.publish("orders", &json!(1)).await.unwrap_err();
-    assert_eq!((err.status(), err.code()), (Some(401), Some("unauthorized")));
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(401), Some("unauthorized"))
+    );
 
     let reused = PublishOptions {
         idempotency_key: Some("order-1".into()),
@@ -103,7 +109,10 @@ async fn errors_carry_status_and_code() {
     assert!(err.to_string().contains("idempotency_key_reused"), "{err}");
 
     let err = client.publish_batch(&[]).await.unwrap_err();
-    assert_eq!((err.status(), err.code()), (Some(400), Some("invalid_body")));
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(400), Some("invalid_body"))
+    );
 }
 
 /// While the broker is down every attempt is 503 `unavailable`; the client keeps sending the
@@ -143,7 +152,10 @@ async fn retries_through_a_broker_outage_and_publishes_exactly_once() {
     tokio::time::sleep(OUTAGE).await; // the outage the client must ride out
     assert!(!publish.is_finished(), "no success while Redis is down");
     redis.restart();
-    let published = publish.await.unwrap().expect("published once Redis is back");
+    let published = publish
+        .await
+        .unwrap()
+        .expect("published once Redis is back");
     assert!(started.elapsed() >= OUTAGE);
 
     // The same key again is the first answer, and nothing new.
@@ -174,12 +186,7 @@ async fn retries_through_a_broker_outage_and_publishes_exactly_once() {
 #[tokio::test]
 async fn rate_limit_is_retried_after_retry_after() {
     let plans = plans_file(1);
-    let herald = Herald::start(&[
-        "--plans",
-        plans.to_str().unwrap(),
-        "--default-plan",
-        "sdk",
-    ]);
+    let herald = Herald::start(&["--plans", plans.to_str().unwrap(), "--default-plan", "sdk"]);
     let key = herald.tenant("acme").await;
     let client = Client::new(&herald.base, "acme", &key);
 
@@ -190,7 +197,10 @@ async fn rate_limit_is_retried_after_retry_after() {
         .publish("c", &json!(2))
         .await
         .unwrap_err();
-    assert_eq!((err.status(), err.code()), (Some(429), Some("rate_limited")));
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(429), Some("rate_limited"))
+    );
     match &err {
         herald_client::Error::Api { retry_after, .. } => {
             assert_eq!(*retry_after, Some(Duration::from_secs(1)))
@@ -220,6 +230,10 @@ async fn rate_limit_is_retried_after_retry_after() {
     assert_eq!(err.code(), Some("rate_limited"));
     assert!(started.elapsed() < Duration::from_millis(900));
     let history = client.history("c", None, None).await.unwrap();
-    assert_eq!(history.events.len(), 2, "only the accepted publishes are stored");
+    assert_eq!(
+        history.events.len(),
+        2,
+        "only the accepted publishes are stored"
+    );
     let _ = std::fs::remove_file(plans);
 }

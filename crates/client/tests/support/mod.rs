@@ -99,7 +99,10 @@ impl Drop for Herald {
 
 /// Writes a plans file whose default plan `sdk` allows `per_second` publishes per key.
 pub fn plans_file(per_second: u32) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("herald-client-plans-{:016x}.toml", rand::random::<u64>()));
+    let path = std::env::temp_dir().join(format!(
+        "herald-client-plans-{:016x}.toml",
+        rand::random::<u64>()
+    ));
     std::fs::write(
         &path,
         format!(
@@ -184,6 +187,7 @@ fn herald_bin() -> PathBuf {
         .nth(2)
         .unwrap()
         .to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
     target.join("debug").join("herald")
 }
