@@ -214,17 +214,8 @@ fn ensure_tools() -> Result<PathBuf> {
     let chromium = env::var_os("CHROMIUM_PATH")
         .map(PathBuf::from)
         .or_else(|| cmd::which("chromium"));
-    let node_ok = cmd::output(Command::new("node").arg("--version"))
-        .ok()
-        .and_then(|v| {
-            v.trim()
-                .trim_start_matches('v')
-                .split('.')
-                .next()?
-                .parse::<u32>()
-                .ok()
-        })
-        .is_some_and(|major| major >= 20);
+    // playwright-core and eventsource need Node 20, as the package itself does.
+    let node_ok = node_major().is_some_and(|major| major >= 20);
     let venv_ok = cmd::succeeds(Command::new("python3").args(["-c", "import venv, ensurepip"]));
     let mut missing = Vec::new();
     if !node_ok {
@@ -247,7 +238,8 @@ fn ensure_tools() -> Result<PathBuf> {
     }
     if !cmd::is_root() || cmd::which("apt-get").is_none() {
         bail!(
-            "the SDK tests need {} (Debian: apt-get install {}; Node must be 20 or newer)",
+            "the SDK tests need {} (Debian: apt-get install {}; Node must be 20 or newer: Debian 13's \
+             nodejs is, Debian 12's is 18)",
             missing.join(", "),
             missing.join(" ")
         );
@@ -263,5 +255,23 @@ fn ensure_tools() -> Result<PathBuf> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
+    if node_major().is_none_or(|major| major < 20) {
+        bail!(
+            "the SDK tests need Node 20 or newer, and apt-get installed {:?}",
+            node_major()
+        );
+    }
     cmd::which("chromium").context("apt-get installed chromium, but it is not on PATH")
+}
+
+/// The major version of the `node` on PATH.
+fn node_major() -> Option<u32> {
+    let version = cmd::output(Command::new("node").arg("--version")).ok()?;
+    version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
