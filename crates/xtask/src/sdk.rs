@@ -8,7 +8,7 @@
 //!   package, and Debian's Chromium through playwright-core).
 //! - `sdk/python` (`herald`): a virtualenv in `target/sdk-python-venv` with the pinned
 //!   `requirements-test.txt`, the package built with `pip wheel` and installed from the wheel,
-//!   then `pytest`.
+//!   `mypy --strict` on the installed package, then `pytest`.
 //! - `crates/client` (`herald-client`): `cargo package --list`; its tests run with the
 //!   workspace's.
 //!
@@ -201,6 +201,15 @@ fn python(root: &Path, target: &Path, out: &Path, herald_bin: &Path) -> Result<(
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .context("pip wheel built no wheel")?;
     cmd::run(pip(&["install", "--force-reinstall", "--no-deps"]).arg(&wheel))?;
+    // The installed package (not the source tree: run from elsewhere) is typed, strictly.
+    cmd::run(Command::new(&py).current_dir(out).args([
+        "-m",
+        "mypy",
+        "--strict",
+        "--no-incremental",
+        "-p",
+        "herald",
+    ]))?;
     cmd::run(
         Command::new(&py)
             .current_dir(&sdk)
