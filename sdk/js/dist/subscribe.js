@@ -33,6 +33,8 @@ class Stream {
             v === true ? globalThis.document : v || undefined;
         this.#visibility?.addEventListener("visibilitychange", this.#onVisibility);
         queueMicrotask(() => {
+            if (this.#closed)
+                return; // closed before it started
             this.#setStatus("connecting");
             if (this.#visibility?.hidden)
                 this.#setStatus("paused");
@@ -57,10 +59,11 @@ class Stream {
         this.#visibility?.removeEventListener("visibilitychange", this.#onVisibility);
         this.#setStatus("closed");
     }
-    /** Gets a token if needed, then opens the stream (or starts polling). */
-    async #start() {
+    /** Gets a token (unless `freshToken` says the current one was just fetched), then opens the
+     * stream (or starts polling). */
+    async #start(freshToken = false) {
         const generation = ++this.#generation;
-        if (this.#o.getToken) {
+        if (this.#o.getToken && !freshToken) {
             try {
                 await this.#refreshToken();
             }
@@ -236,8 +239,8 @@ class Stream {
         if (generation !== this.#generation || this.#closed || this.#o.transport === "poll" || !this.#es)
             return;
         // Reopen at once, from the last cursor: the server replays what arrived in between.
-        this.#stop();
-        void this.#start();
+        this.#stop(false); // keep the refresh just scheduled for the new token
+        void this.#start(true);
     }
     #retryLater() {
         this.#setStatus("reconnecting");
@@ -246,11 +249,13 @@ class Stream {
         clearTimeout(this.#retryTimer);
         this.#retryTimer = setTimeout(() => void this.#start(), delay);
     }
-    /** Ends the current stream or poll loop and every timer. */
-    #stop() {
+    /** Ends the current stream or poll loop and its retry timer; `close` and a pause end the
+     * token refresh too. */
+    #stop(refresh = true) {
         this.#generation++;
         clearTimeout(this.#retryTimer);
-        clearTimeout(this.#refreshTimer);
+        if (refresh)
+            clearTimeout(this.#refreshTimer);
         this.#es?.close();
         this.#es = undefined;
     }

@@ -133,6 +133,7 @@ class Stream implements Subscription {
       v === true ? (globalThis as { document?: VisibilitySource }).document : v || undefined;
     this.#visibility?.addEventListener("visibilitychange", this.#onVisibility);
     queueMicrotask(() => {
+      if (this.#closed) return; // closed before it started
       this.#setStatus("connecting");
       if (this.#visibility?.hidden) this.#setStatus("paused");
       else void this.#start();
@@ -155,10 +156,11 @@ class Stream implements Subscription {
     this.#setStatus("closed");
   }
 
-  /** Gets a token if needed, then opens the stream (or starts polling). */
-  async #start(): Promise<void> {
+  /** Gets a token (unless `freshToken` says the current one was just fetched), then opens the
+   * stream (or starts polling). */
+  async #start(freshToken = false): Promise<void> {
     const generation = ++this.#generation;
-    if (this.#o.getToken) {
+    if (this.#o.getToken && !freshToken) {
       try {
         await this.#refreshToken();
       } catch (error) {
@@ -317,8 +319,8 @@ class Stream implements Subscription {
     }
     if (generation !== this.#generation || this.#closed || this.#o.transport === "poll" || !this.#es) return;
     // Reopen at once, from the last cursor: the server replays what arrived in between.
-    this.#stop();
-    void this.#start();
+    this.#stop(false); // keep the refresh just scheduled for the new token
+    void this.#start(true);
   }
 
   #retryLater(): void {
@@ -329,11 +331,12 @@ class Stream implements Subscription {
     this.#retryTimer = setTimeout(() => void this.#start(), delay);
   }
 
-  /** Ends the current stream or poll loop and every timer. */
-  #stop(): void {
+  /** Ends the current stream or poll loop and its retry timer; `close` and a pause end the
+   * token refresh too. */
+  #stop(refresh = true): void {
     this.#generation++;
     clearTimeout(this.#retryTimer);
-    clearTimeout(this.#refreshTimer);
+    if (refresh) clearTimeout(this.#refreshTimer);
     this.#es?.close();
     this.#es = undefined;
   }

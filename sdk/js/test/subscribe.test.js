@@ -105,7 +105,8 @@ test("a private channel with short-lived tokens: refreshed before expiry, every 
   const got = [];
   sub.on("message", (d) => got.push(d));
   const sent = [];
-  const end = Date.now() + 5000; // two and a half token lifetimes
+  const began = Date.now();
+  const end = began + 5000; // two and a half token lifetimes
   for (let i = 0; Date.now() < end; i++) {
     await publisher.publish("secret", i);
     sent.push(i);
@@ -114,6 +115,8 @@ test("a private channel with short-lived tokens: refreshed before expiry, every 
   await until(() => got.length >= sent.length, 10_000, "every event");
   assert.deepEqual(got, sent, "every event exactly once, in order");
   assert.ok(minted >= 3, `tokens were refreshed (${minted} minted)`);
+  // Refreshes are at least a second apart: one token per refresh, not a second for the reopen.
+  assert.ok(minted <= Math.floor((Date.now() - began) / 1000) + 1, `one token per refresh (${minted} minted)`);
   sub.close();
 });
 
