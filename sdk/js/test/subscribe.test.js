@@ -129,6 +129,22 @@ test("without a token a private channel is refused and retried, not delivered", 
   sub.close();
 });
 
+test("a refused token is replaced: getToken again, then the stream from the last cursor", async () => {
+  await herald.admin(cookie, "/tenants/acme/channels", { name: "renewed", visibility: "private" });
+  const tokens = ["not-a-token"];
+  const getToken = async () => tokens.shift() ?? (await publisher.mintToken({ channels: ["renewed"], ttlSeconds: 60 })).token;
+  const errors = [];
+  const { sub, statuses } = await open({ channels: "renewed", getToken, onError: (e) => errors.push(e) });
+  assert.equal(errors.length, 1, "the first connect was refused");
+  assert.deepEqual(statuses, ["connecting", "reconnecting", "open"]);
+  const got = [];
+  sub.on("message", (d) => got.push(d));
+  await publisher.publish("renewed", "hello");
+  await until(() => got.length === 1);
+  assert.deepEqual(got, ["hello"]);
+  sub.close();
+});
+
 test("pauses while hidden and resumes from the cursor when shown", async () => {
   const page = new EventTarget();
   page.hidden = false;
