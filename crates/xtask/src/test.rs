@@ -58,7 +58,11 @@ pub fn run() -> Result<()> {
         // Last, and even when tests failed, so that one run reports every failure.
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
         let sdk = crate::sdk::run(&root, &target_dir(&root), &herald_bin);
-        tests.and(doctests).and(bench_smoke).and(schemathesis).and(sdk)
+        tests
+            .and(doctests)
+            .and(bench_smoke)
+            .and(schemathesis)
+            .and(sdk)
     } else {
         say("cargo-nextest is not installed (`cargo install cargo-nextest`); using cargo test");
         let mut tests = cargo(&root);
