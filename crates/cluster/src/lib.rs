@@ -21,7 +21,7 @@
 //! nginx never touches the system nginx: it runs with `-p <state>/nginx -c nginx.conf -e
 //! error.log`, its pid file and temp paths inside that prefix, in the foreground as our child.
 
-mod nginx;
+pub mod nginx;
 mod pg;
 
 use std::{

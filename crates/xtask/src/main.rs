@@ -1,11 +1,14 @@
 //! `cargo xtask`: Herald's developer and CI automation.
 //!
-//! One small binary with no dependencies beyond std and anyhow, so a cold CI runner compiles it in
-//! seconds, before the workspace itself. `main` only dispatches: each subcommand lives in its own
-//! module, and adding one (`bench`, `openapi`) means a module and a line in `main` and in `USAGE`.
+//! One small binary with no dependencies beyond std, anyhow and the std-only cluster launcher
+//! (`crates/cluster`), so a cold CI runner compiles it in seconds, before the workspace itself.
+//! `main` only dispatches: each subcommand lives in its own module, and adding one (`bench`,
+//! `openapi`) means a module and a line in `main` and in `USAGE`.
 
 mod bench;
+mod cluster;
 mod cmd;
+mod deploy;
 mod postgres;
 mod redis;
 mod schemathesis;
@@ -33,6 +36,11 @@ Commands:
   sdk     Only the SDK step: sdk/js (dist drift, bundle size, npm pack, node --test in Node and
           Chromium), sdk/python (pip wheel, pytest) and herald-client's cargo package --list
 
+  cluster up|down|status
+          A Herald cluster on this machine: herald admin, three herald edge and a private nginx
+          in front (state and logs in target/cluster), on the Postgres and Redis below or
+          private ones; `up` prints the URLs, `status` shows what runs, `down` stops it all
+
   bench   The side-by-side benchmark in release mode: Herald (embedded and through Redis)
           and Nchan, each pinned to core 0, the load generator to core 1; prints the table
           and writes bench/RESULTS.md. `bench smoke`: the short exactness check the test
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
         ["bench"] => bench::run(),
         ["bench", "examples"] => bench::examples(),
         ["bench", "smoke"] => bench::smoke_alone(),
+        ["cluster", rest @ ..] => cluster::run(rest),
         // Hidden: brings Postgres and Redis up exactly as `test` does, prints them and stops them
         // again, so the probe and private-instance paths can be checked without the whole suite.
         ["services"] => services::run(),

@@ -41,6 +41,8 @@ pub fn run() -> Result<()> {
         herald_bin.display()
     );
 
+    crate::deploy::run(&root, &target_dir(&root), &herald_bin)?;
+
     let with_env = |mut cmd: Command| {
         cmd.envs(services.env()).env(HERALD_BIN_VAR, &herald_bin);
         cmd
@@ -91,7 +93,7 @@ pub fn sdk() -> Result<()> {
 
 /// `cargo`, run from the workspace root. `$CARGO` is the cargo that runs xtask, so every step uses
 /// the same toolchain even when several are installed.
-fn cargo(root: &Path) -> Command {
+pub fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(root);
     cmd
@@ -110,7 +112,7 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 }
 
 /// Where `cargo build -p herald` puts the binary.
-fn herald_bin(root: &Path) -> PathBuf {
+pub fn herald_bin(root: &Path) -> PathBuf {
     target_dir(root)
         .join("debug")
         .join(format!("herald{}", env::consts::EXE_SUFFIX))

@@ -1,0 +1,88 @@
+//! The deploy step of `cargo xtask test`: nginx for the cluster tests (`crates/cluster`), and the
+//! checks of the deploy kit in `deploy/` that need neither Docker nor Kubernetes — hadolint,
+//! kubernetes-validate, the compose file, and every flag and variable against `herald --help`
+//! (`crates/xtask/deploy-check/check.py`).
+//!
+//! The Python tools are pinned in `crates/xtask/deploy-check/requirements.txt` and installed
+//! with pip into `target/deploy-venv` (again whenever that file changes).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cmd::{self, say};
+
+/// Makes sure nginx is installed (the Debian package, as root), and checks the deploy kit.
+pub fn run(root: &Path, target: &Path, herald_bin: &Path) -> Result<()> {
+    ensure_nginx()?;
+    let venv = install(root, target)?;
+    cmd::run(
+        Command::new(venv.join("bin/python3"))
+            .arg(root.join("crates/xtask/deploy-check/check.py"))
+            .arg(root)
+            .arg(herald_bin)
+            .arg(venv.join("bin")),
+    )
+}
+
+/// nginx, which the cluster launcher runs as a private instance: installed from Debian when we
+/// may (root with apt-get), else an error that names the package.
+pub fn ensure_nginx() -> Result<()> {
+    let found = || cmd::which("nginx").is_some() || Path::new("/usr/sbin/nginx").is_file();
+    if found() {
+        return Ok(());
+    }
+    if !(cmd::is_root() && cmd::which("apt-get").is_some()) {
+        bail!("the cluster tests need nginx: install the Debian package nginx (`sudo apt-get install nginx`)");
+    }
+    say("installing nginx for the cluster tests");
+    cmd::run(Command::new("apt-get").arg("update"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "nginx"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if !found() {
+        bail!("installed nginx, but there is no nginx binary");
+    }
+    Ok(())
+}
+
+/// The virtualenv with the pinned tools, created or refreshed when the requirements changed.
+fn install(root: &Path, target: &Path) -> Result<PathBuf> {
+    let requirements = root.join("crates/xtask/deploy-check/requirements.txt");
+    let wanted = fs::read_to_string(&requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let venv = target.join("deploy-venv");
+    let stamp = venv.join("requirements.txt");
+    if fs::read_to_string(&stamp).is_ok_and(|installed| installed == wanted) {
+        return Ok(venv);
+    }
+    let python = cmd::which("python3").context(
+        "python3 is needed for the deploy kit checks (Debian: apt-get install python3 python3-venv)",
+    )?;
+    say(format!(
+        "installing the deploy kit's checkers into {}",
+        venv.display()
+    ));
+    let _ = fs::remove_dir_all(&venv);
+    cmd::run(Command::new(&python).args(["-m", "venv"]).arg(&venv))
+        .context("cannot create a virtualenv (Debian: apt-get install python3-venv)")?;
+    cmd::run(
+        Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "-r",
+            ])
+            .arg(&requirements),
+    )?;
+    fs::write(&stamp, wanted)?;
+    Ok(venv)
+}
