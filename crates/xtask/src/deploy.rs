@@ -29,6 +29,14 @@ pub fn run(root: &Path, target: &Path, herald_bin: &Path) -> Result<()> {
     )
 }
 
+/// `cargo xtask deploy-check`: builds herald and runs only this step.
+pub fn check() -> Result<()> {
+    let root = crate::workspace_root();
+    cmd::run(crate::test::cargo(&root).args(["build", "-p", "herald"]))?;
+    let target = crate::test::target_dir(&root);
+    run(&root, &target, &crate::test::herald_bin(&root))
+}
+
 /// nginx, which the cluster launcher runs as a private instance: installed from Debian when we
 /// may (root with apt-get), else an error that names the package.
 pub fn ensure_nginx() -> Result<()> {

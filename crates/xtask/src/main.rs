@@ -41,6 +41,10 @@ Commands:
           in front (state and logs in target/cluster), on the Postgres and Redis below or
           private ones; `up` prints the URLs, `status` shows what runs, `down` stops it all
 
+  deploy-check
+          Only the deploy kit's checks (hadolint, kubernetes-validate, the compose file, flags and
+          variables against `herald --help`), with the pinned tools in target/deploy-venv
+
   bench   The side-by-side benchmark in release mode: Herald (embedded and through Redis)
           and Nchan, each pinned to core 0, the load generator to core 1; prints the table
           and writes bench/RESULTS.md. `bench smoke`: the short exactness check the test
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         ["bench", "examples"] => bench::examples(),
         ["bench", "smoke"] => bench::smoke_alone(),
         ["cluster", rest @ ..] => cluster::run(rest),
+        ["deploy-check"] => deploy::check(),
         // Hidden: brings Postgres and Redis up exactly as `test` does, prints them and stops them
         // again, so the probe and private-instance paths can be checked without the whole suite.
         ["services"] => services::run(),
