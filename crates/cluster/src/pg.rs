@@ -64,8 +64,8 @@ pub fn create_database(url: &str, name: &str) -> Result<String> {
     Ok(format!("postgres://{user}@{hostport}/{name}"))
 }
 
-/// Reads messages until ReadyForQuery; an error fails, except "database exists" when
-/// `exists_ok`.
+/// Reads messages until ReadyForQuery. An ErrorResponse fails, except `duplicate_database`
+/// (42P04) when `exists_ok`: the database is there, which is all we want.
 fn wait_ready(stream: &mut TcpStream, exists_ok: bool) -> Result<()> {
     let mut failure = None;
     loop {
@@ -81,11 +81,9 @@ fn wait_ready(stream: &mut TcpStream, exists_ok: bool) -> Result<()> {
                 bail!("Postgres asks for a password; only trust authentication is supported here")
             }
             b'E' => {
-                // Fields: a type byte, then a NUL-terminated string; `C` is the SQLSTATE.
-                let fields: Vec<&[u8]> = body.split(|&b| b == 0).collect();
+                // Fields: a type byte and a NUL-terminated string each; `C` is the SQLSTATE.
                 let field = |t: u8| {
-                    fields
-                        .iter()
+                    body.split(|&b| b == 0)
                         .find(|f| f.first() == Some(&t))
                         .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())
                         .unwrap_or_default()
@@ -93,8 +91,9 @@ fn wait_ready(stream: &mut TcpStream, exists_ok: bool) -> Result<()> {
                 if !(exists_ok && field(b'C') == "42P04") {
                     failure = Some(field(b'M'));
                 }
-                if header[0] == b'E' && !exists_ok {
-                    bail!("Postgres: {}", field(b'M'));
+                // During start-up an error ends the connection: no ReadyForQuery follows.
+                if !exists_ok {
+                    break;
                 }
             }
             b'Z' => break,
