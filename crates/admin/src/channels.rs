@@ -26,7 +26,7 @@ use herald_http::Json;
 /// A channel, its settings and its live state.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"name": "orders", "visibility": "public", "history_size": 100,
-    "history_ttl_seconds": 86400, "subscribers": 3, "last_event_id": "AQID.5",
+    "history_ttl_seconds": 86400, "subscribers": 3, "last_event_id": "1fz3kq-lx9a2bq8-0",
     "created_at": "2026-03-01T12:00:00Z", "updated_at": "2026-03-01T12:00:00Z"}))]
 pub struct ChannelView {
     /// The channel's name.

@@ -106,7 +106,7 @@ pub struct PublishBody {
 
 /// Where a published event landed.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"channel": "orders", "id": "AQID.5"}))]
+#[schema(example = json!({"channel": "orders", "id": "1fz3kq-lx9a2bq8-0"}))]
 pub struct Published {
     /// The channel.
     channel: String,
@@ -139,7 +139,7 @@ pub struct BatchBody {
 
 /// Where each event of a batch landed, in order.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"results": [{"channel": "orders", "id": "AQID.5"}]}))]
+#[schema(example = json!({"results": [{"channel": "orders", "id": "1fz3kq-lx9a2bq8-0"}]}))]
 pub struct BatchPublished {
     /// One per event.
     results: Vec<Published>,
@@ -170,7 +170,7 @@ pub struct Token {
 
 /// A retained event.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"id": "AQID.5", "event": "order.created", "data": {"id": 1}}))]
+#[schema(example = json!({"id": "1fz3kq-lx9a2bq8-0", "event": "order.created", "data": {"id": 1}}))]
 pub struct HistoryEvent {
     /// Its cursor.
     id: String,
@@ -181,17 +181,32 @@ pub struct HistoryEvent {
     data: serde_json::Value,
 }
 
+/// Why a page does not continue right after `after`, as a stream's `herald.gap` would say.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(example = "history_truncated")]
+pub enum HistoryGap {
+    /// Events after `after` were trimmed from the history; the page starts at the oldest kept.
+    HistoryTruncated,
+    /// `after` is not a cursor of this channel's history (or of its current life); the page
+    /// starts at the oldest kept.
+    InvalidCursor,
+}
+
 /// A page of history, oldest first.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"events": [{"id": "AQID.5", "event": "order.created", "data": {"id": 1}}]}))]
+#[schema(example = json!({"events": [{"id": "1fz3kq-lx9a2bq8-0", "event": "order.created", "data": {"id": 1}}]}))]
 pub struct HistoryPage {
     /// The events.
     events: Vec<HistoryEvent>,
+    /// Absent when the page continues right after `after`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gap: Option<HistoryGap>,
 }
 
 /// A channel's live state.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"channel": "orders", "subscribers": 3, "last_event_id": "AQID.5", "retained": 42}))]
+#[schema(example = json!({"channel": "orders", "subscribers": 3, "last_event_id": "1fz3kq-lx9a2bq8-0", "retained": 42}))]
 pub struct ChannelInfo {
     /// The channel.
     channel: String,
@@ -217,7 +232,7 @@ pub struct ChannelInfo {
     ),
     security((), ("subscriber_token" = [])),
     responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = String,
-        example = json!("retry: 2000\n\nid: AQID.5\nevent: order.created\ndata: {\"id\":1}\n\n"))))]
+        example = json!("retry: 2000\n\nid: 1fz3kq-lx9a2bq8-0\nevent: order.created\ndata: {\"id\":1}\n\n"))))]
 pub async fn subscribe() {}
 
 /// Subscribe to several channels on one connection (Server-Sent Events).
@@ -383,7 +398,7 @@ impl Modify for Security {
 struct Problems;
 
 /// The errors any operation can answer; those with a request body also 413 and 415.
-const COMMON: &[u16] = &[400, 401, 403, 404, 503];
+const COMMON: &[u16] = &[400, 401, 403, 404, 500, 503];
 
 /// Further errors, by operation id.
 fn extra_errors(operation_id: &str) -> &'static [u16] {
@@ -408,6 +423,7 @@ fn problem_description(status: u16) -> &'static str {
         415 => "Not `application/json` (`unsupported_media_type`)",
         422 => "Idempotency key reused with another body (`idempotency_key_reused`)",
         429 => "Too many requests (`rate_limited`, `quota_exceeded`); see `Retry-After`",
+        500 => "A fault of the server (`internal`): its cause is logged, not shown; retrying will not help",
         503 => "A backing service is unavailable (`unavailable`); see `Retry-After`",
         _ => "An error",
     }
@@ -424,6 +440,7 @@ fn example_code(status: u16) -> ErrorCode {
         415 => ErrorCode::UnsupportedMediaType,
         422 => ErrorCode::IdempotencyKeyReused,
         429 => ErrorCode::RateLimited,
+        500 => ErrorCode::Internal,
         _ => ErrorCode::Unavailable,
     }
 }
@@ -460,7 +477,7 @@ fn problem_response(status: u16) -> OaResponse {
 impl Modify for Problems {
     fn modify(&self, doc: &mut Document) {
         let components = doc.components.get_or_insert_with(Default::default);
-        for status in [400, 401, 403, 404, 409, 413, 415, 422, 429, 503] {
+        for status in [400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503] {
             components.responses.insert(
                 format!("Problem{status}"),
                 RefOr::T(problem_response(status)),

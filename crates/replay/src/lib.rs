@@ -9,6 +9,8 @@
 //! Fan-out goes through the node's [`hub`]: one broadcast channel per channel with local
 //! subscribers, carrying each event's SSE frame encoded once.
 
+#[cfg(feature = "testing")]
+pub mod contract;
 pub mod hub;
 mod memory;
 mod redis;

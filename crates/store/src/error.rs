@@ -89,12 +89,14 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
                 .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                 .is_some()
             {
-                // Class 08: connection exception; 57P0x: shutting down, cannot connect now.
-                code.starts_with("08") || code.starts_with("57P")
+                // Class 08: connection exception; 53: insufficient resources (disk full, out of
+                // memory, too many connections); 57P0x: shutting down, cannot connect now.
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
             } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 // SQLITE_BUSY (5) or SQLITE_LOCKED (6), with any extended code: still locked after
-                // the busy timeout.
-                matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+                // the busy timeout; SQLITE_FULL (13): the disk is full, which a retry later may
+                // find otherwise.
+                matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6 | 13))
             } else {
                 false
             }
