@@ -55,7 +55,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "herald-web",
         ],
     ),
-    ("xtask", &[]),
+    // Starts a cluster of herald processes and nginx on one machine, for `cargo xtask cluster`
+    // and the multi-process fault tests: it runs the binary, it links no herald crate.
+    ("herald-cluster", &[]),
+    ("xtask", &["herald-cluster"]),
     // `cargo xtask bench`'s load generator: a client over raw sockets, no herald crate.
     ("herald-loadgen", &[]),
 ];
