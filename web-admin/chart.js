@@ -97,12 +97,12 @@ export function UsageChart({ rows }) {
   return html`<figure class="chart">
     <div role="img" aria-label="Messages, deliveries and peak connections per day, last 30 days"
       class="chart-canvas" ref=${box} data-points=${rows.length} data-total-messages=${total}></div>
-    <table class="sr-only">
+    <div class="sr-only"><table>
       <caption>Usage per day, last 30 days</caption>
       <thead><tr><th>Day</th>${SERIES.map((s) => html`<th>${s.label}</th>`)}</tr></thead>
       <tbody>${rows.filter((r) => r.messages || r.deliveries || r.peak_connections).map(
         (r) => html`<tr><td>${r.date}</td>${SERIES.map((s) => html`<td>${r[s.key]}</td>`)}</tr>`,
       )}</tbody>
-    </table>
+    </table></div>
   </figure>`;
 }

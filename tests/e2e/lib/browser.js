@@ -3,12 +3,14 @@
 // watch on CSP violations and page errors (the strict policy must never break the app).
 
 import { chromium } from "playwright-core";
-import { mkdirSync, readFileSync, existsSync } from "node:fs";
+import { mkdirSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 import { ROOT } from "./herald.js";
 
 export const SHOTS = join(process.env.CARGO_TARGET_DIR ? join(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, "target"), "e2e-screenshots");
+// Each run starts clean, so a failure-*.png is always from this run.
+rmSync(SHOTS, { recursive: true, force: true });
 mkdirSync(SHOTS, { recursive: true });
 
 const CHROMIUM = process.env.HERALD_E2E_CHROMIUM || "/usr/bin/chromium";
@@ -51,9 +53,14 @@ export async function withPage(browser, name, fn, opts) {
 
 /** Saves a screenshot of the view as it is, at desktop width and at 375 px. */
 export async function shoot(page, name) {
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(SHOTS, `${safe(name)}.png`), fullPage: true });
   const size = page.viewportSize();
   await page.setViewportSize({ width: 375, height: 812 });
+  // Let layout (and the chart's ResizeObserver) settle at the new width.
+  await page.waitForTimeout(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (overflow > 375) throw new Error(`${name}: the page is ${overflow} px wide at a 375 px viewport`);
   await page.screenshot({ path: join(SHOTS, `${safe(name)}-375.png`), fullPage: true });
   await page.setViewportSize(size);
 }
