@@ -2,12 +2,14 @@
 
 mod accounts;
 mod channels;
+mod inspector;
 mod isolation;
 mod keys;
 mod openapi;
 mod operators;
 mod sessions;
 mod tenants;
+mod web;
 
 use herald_tests::TestApp;
 use reqwest::{Client, Method, Response};

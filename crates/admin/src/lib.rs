@@ -15,6 +15,7 @@
 mod accounts;
 mod auth;
 mod channels;
+mod inspector;
 mod keys;
 pub mod openapi;
 mod signing_keys;
@@ -152,6 +153,10 @@ pub fn router(state: AdminState) -> Router {
             get(channels::get_one)
                 .patch(channels::patch)
                 .delete(channels::delete),
+        )
+        .route(
+            &format!("{t}/channels/{{channel}}/token"),
+            post(inspector::token),
         )
         .route(
             &format!("{t}/signing-keys"),

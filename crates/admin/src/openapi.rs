@@ -31,7 +31,7 @@ use utoipa::openapi::{OpenApi as Document, RefOr, Response as OaResponse};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::{accounts, channels, keys, signing_keys, tenants, usage};
+use crate::{accounts, channels, inspector, keys, signing_keys, tenants, usage};
 
 /// `application/problem+json`.
 const PROBLEM: &str = herald_core::problem::CONTENT_TYPE;
@@ -338,6 +338,7 @@ pub async fn docs() {}
         tenants::members, tenants::add_member, tenants::remove_member,
         keys::list, keys::create, keys::revoke,
         channels::list, channels::create, channels::get_one, channels::patch, channels::delete,
+        inspector::token,
         signing_keys::list, signing_keys::rotate,
         usage::usage, usage::limits, usage::audit,
         subscribe, subscribe_many, publish, publish_batch, create_token, history, channel_info,

@@ -137,7 +137,9 @@ impl App {
             router = router.merge(herald_edge::router(edge));
         }
         if routes != Routes::Edge {
-            router = router.merge(herald_admin::router(admin));
+            router = router
+                .merge(herald_admin::router(admin))
+                .merge(herald_web::router());
         }
         let rejections = metrics.clone();
         let health = Health {

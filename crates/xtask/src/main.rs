@@ -9,6 +9,7 @@ mod bench;
 mod cluster;
 mod cmd;
 mod deploy;
+mod e2e;
 mod postgres;
 mod redis;
 mod schemathesis;
@@ -45,6 +46,9 @@ Commands:
           Only the deploy kit's checks (hadolint, kubernetes-validate, the compose file, flags and
           variables against `herald --help`), with the pinned tools in target/deploy-venv
 
+  e2e     Only the web admin's browser tests (tests/e2e): npm ci, then Node's test runner driving
+          Debian's Chromium against herald on SQLite and on Postgres + Redis
+
   bench   The side-by-side benchmark in release mode: Herald (embedded and through Redis)
           and Nchan, each pinned to core 0, the load generator to core 1; prints the table
           and writes bench/RESULTS.md. `bench smoke`: the short exactness check the test
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         ["test"] => test::run(),
         ["schemathesis"] => test::schemathesis(),
         ["sdk"] => test::sdk(),
+        ["e2e"] => test::e2e(),
         ["bench"] => bench::run(),
         ["bench", "examples"] => bench::examples(),
         ["bench", "smoke"] => bench::smoke_alone(),

@@ -60,11 +60,13 @@ pub fn run() -> Result<()> {
         // Last, and even when tests failed, so that one run reports every failure.
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
         let sdk = crate::sdk::run(&root, &target_dir(&root), &herald_bin);
+        let e2e = crate::e2e::run(&root, &target_dir(&root), &herald_bin, &services.env());
         tests
             .and(doctests)
             .and(bench_smoke)
             .and(schemathesis)
             .and(sdk)
+            .and(e2e)
     } else {
         say("cargo-nextest is not installed (`cargo install cargo-nextest`); using cargo test");
         let mut tests = cargo(&root);
@@ -73,7 +75,8 @@ pub fn run() -> Result<()> {
         let bench_smoke = crate::bench::smoke(&root, &services);
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
         let sdk = crate::sdk::run(&root, &target_dir(&root), &herald_bin);
-        tests.and(bench_smoke).and(schemathesis).and(sdk)
+        let e2e = crate::e2e::run(&root, &target_dir(&root), &herald_bin, &services.env());
+        tests.and(bench_smoke).and(schemathesis).and(sdk).and(e2e)
     }
 }
 
@@ -89,6 +92,19 @@ pub fn sdk() -> Result<()> {
     let root = crate::workspace_root();
     cmd::run(cargo(&root).args(["build", "-p", "herald"]))?;
     crate::sdk::run(&root, &target_dir(&root), &herald_bin(&root))
+}
+
+/// `cargo xtask e2e`: builds herald and runs only the web admin's browser tests.
+pub fn e2e() -> Result<()> {
+    let root = crate::workspace_root();
+    let services = Services::ensure()?;
+    cmd::run(cargo(&root).args(["build", "-p", "herald"]))?;
+    crate::e2e::run(
+        &root,
+        &target_dir(&root),
+        &herald_bin(&root),
+        &services.env(),
+    )
 }
 
 /// `cargo`, run from the workspace root. `$CARGO` is the cargo that runs xtask, so every step uses
