@@ -7,6 +7,7 @@ mod isolation;
 mod keys;
 mod openapi;
 mod operators;
+mod security;
 mod sessions;
 mod tenants;
 mod web;

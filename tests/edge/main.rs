@@ -6,6 +6,7 @@ mod limits;
 mod multi;
 mod publish;
 mod replay;
+mod security;
 mod slow;
 mod tokens;
 mod wire;

@@ -143,6 +143,16 @@ pub async fn create(
         return Err(ApiError::invalid_body("a key needs at least one scope"));
     }
     let scopes: Vec<Scope> = body.scopes.iter().map(|s| Scope::from(*s)).collect();
+    if scopes.contains(&Scope::Admin) {
+        // An admin key can do what an admin member can; only an owner may hand that out, or an
+        // admin could mint keys that outlive their own membership.
+        a.require_owner()?;
+        if body.channels.is_some() {
+            return Err(ApiError::invalid_body(
+                "an `admin` key reaches the whole tenant: it takes no channel patterns",
+            ));
+        }
+    }
     let channels = body
         .channels
         .map(|c| {

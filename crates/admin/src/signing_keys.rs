@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_http::ApiError;
-use herald_store::SigningKey;
+use herald_store::{Role, SigningKey};
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -21,8 +21,9 @@ use crate::AdminState;
 pub struct SigningKeyView {
     /// The key id.
     kid: String,
-    /// The HMAC secret.
-    secret: String,
+    /// The HMAC secret; shown to owners and admins only, absent for viewers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
     /// Whether new tokens should be signed with this key.
     current: bool,
     /// When the key was made.
@@ -33,11 +34,13 @@ pub struct SigningKeyView {
     expires_at: Option<OffsetDateTime>,
 }
 
-impl From<SigningKey> for SigningKeyView {
-    fn from(k: SigningKey) -> Self {
+impl SigningKeyView {
+    /// The view of `k` for a member with `role`: a viewer can read but not sign, so it never
+    /// sees the secret (with it, it could grant itself every private channel).
+    fn new(k: SigningKey, role: Role) -> Self {
         Self {
             kid: k.kid,
-            secret: k.secret,
+            secret: (role != Role::Viewer).then_some(k.secret),
             current: k.current,
             created_at: k.created_at,
             expires_at: k.expires_at,
@@ -60,7 +63,7 @@ pub async fn list(
         .signing_keys(a.tenant.id)
         .await?
         .into_iter()
-        .map(SigningKeyView::from)
+        .map(|k| SigningKeyView::new(k, a.role))
         .collect();
     Ok(axum::Json(keys).into_response())
 }
@@ -83,5 +86,9 @@ pub async fn rotate(
         .await?;
     a.audit(&state, "signing_key.rotate", Some(&key.kid), None)
         .await;
-    Ok((StatusCode::CREATED, axum::Json(SigningKeyView::from(key))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(SigningKeyView::new(key, a.role)),
+    )
+        .into_response())
 }

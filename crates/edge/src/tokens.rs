@@ -139,6 +139,15 @@ pub async fn mint(
                 format!("this API key may not grant {p}"),
             ));
         }
+        // `sub` grants every personal channel `<name>@<sub>`: only a key that could subscribe
+        // to all of them itself (one limited to `*`) may hand that out.
+        if req.sub.is_some() && !allowed.iter().any(|a| covers(a, "*")) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this API key is limited to some channels: it may not name a `sub`, \
+                 which grants the user's personal channels",
+            ));
+        }
     }
     if let Some(sub) = &req.sub {
         if sub.is_empty() || sub.len() > 128 || sub.chars().any(char::is_control) {
