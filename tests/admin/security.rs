@@ -1,6 +1,6 @@
 //! Holes a security review found in the admin API (issue 11), each closed with its test.
 
-use herald_tests::{both_backends, TestApp};
+use herald_tests::{both_backends, Backend, TestApp};
 use reqwest::Client;
 use serde_json::{json, Value};
 
@@ -10,7 +10,218 @@ both_backends!(
     only_an_owner_deletes_a_tenant_or_creates_admin_keys_whoever_calls,
     admin_keys_with_channel_patterns_are_refused,
     viewers_see_signing_keys_without_their_secrets,
+    concurrent_wrong_logins_get_at_most_ten_password_checks,
+    forwarded_headers_are_ignored_from_untrusted_peers,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_from_one_ip_are_limited_per_hour() {
+    let app = TestApp::spawn_with(Backend::Embedded, |c| c.signup_per_ip_per_hour = 3).await;
+    let signup = |i: u32| {
+        let app = &app;
+        async move {
+            Client::new()
+                .post(app.url("/api/v1/signup"))
+                .json(&json!({"email": format!("u{i}@example.com"), "password": "long enough password",
+                    "tenant": {"slug": format!("tenant-{i}"), "name": "t"}}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(signup(i).await.status(), 201);
+    }
+    let r = signup(3).await;
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    problem(r, 429, "rate_limited").await;
+    let store = app.store().await;
+    assert!(
+        store
+            .tenant_by_slug(&herald_tests::herald_core_names::slug("tenant-3"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the refused sign-up created nothing"
+    );
+    // 0 turns the limit off.
+    let app = TestApp::spawn_with(Backend::Embedded, |c| c.signup_per_ip_per_hour = 0).await;
+    for i in 0..4 {
+        let r = Client::new()
+            .post(app.url("/api/v1/signup"))
+            .json(
+                &json!({"email": format!("u{i}@example.com"), "password": "long enough password",
+                "tenant": {"slug": format!("tenant-{i}"), "name": "t"}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_beyond_the_bound_get_503_at_once() {
+    let app = TestApp::spawn_with(Backend::Embedded, |c| {
+        c.password_hash_concurrency = Some(1);
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    // Forty clients and emails, so that no throttle refuses: one check runs, fifteen wait, and
+    // the rest are 503 at once.
+    let statuses = burst_of_logins(
+        &app,
+        40,
+        |i| format!("nobody{i}@example.com"),
+        |i| Some(format!("203.0.113.{i}")),
+    )
+    .await;
+    let unavailable = statuses.iter().filter(|(s, _)| *s == 503).count();
+    assert!(unavailable >= 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|(s, retry)| *s == 401 || (*s == 503 && retry.as_deref() == Some("1"))),
+        "{statuses:?}"
+    );
+}
+
+/// Sends `n` wrong logins at once; their statuses and `Retry-After`s.
+async fn burst_of_logins(
+    app: &TestApp,
+    n: usize,
+    email: impl Fn(usize) -> String,
+    forwarded_for: impl Fn(usize) -> Option<String>,
+) -> Vec<(u16, Option<String>)> {
+    let client = Client::new();
+    let requests = (0..n).map(|i| {
+        let mut req = client
+            .post(app.url("/api/v1/login"))
+            .json(&json!({"email": email(i), "password": "not the password"}));
+        if let Some(ip) = forwarded_for(i) {
+            req = req.header("x-forwarded-for", ip);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), retry)
+        }
+    });
+    futures_util::future::join_all(requests).await
+}
+
+/// The throttle counts an attempt before its password is checked: a burst cannot race past it.
+async fn concurrent_wrong_logins_get_at_most_ten_password_checks(app: TestApp) {
+    app.signup("acme").await;
+    let statuses = burst_of_logins(&app, 30, |_| "owner@acme.example".into(), |_| None).await;
+    let checked = statuses.iter().filter(|(s, _)| *s == 401).count();
+    assert!(checked <= 10, "{checked} password checks: {statuses:?}");
+    assert!(
+        statuses.iter().all(|(s, _)| matches!(s, 401 | 429 | 503)),
+        "{statuses:?}"
+    );
+    // The window is full: the right password is refused too, until it frees.
+    let r = Client::new()
+        .post(app.url("/api/v1/login"))
+        .json(&json!({"email": "owner@acme.example", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    if checked == 10 {
+        problem(r, 429, "rate_limited").await;
+    }
+}
+
+/// Without `--trusted-proxies`, a client cannot pick the address it is throttled and audited as.
+async fn forwarded_headers_are_ignored_from_untrusted_peers(app: TestApp) {
+    app.signup("acme").await;
+    let forged = |i: usize| Some(format!("203.0.113.{i}"));
+    for (status, _) in burst_of_logins(&app, 10, |i| format!("x{i}@example.com"), forged).await {
+        assert_eq!(status, 401);
+    }
+    let statuses = burst_of_logins(&app, 1, |_| "fresh@example.com".into(), |_| forged(99)).await;
+    assert_eq!(statuses[0].0, 429, "the peer's own address is throttled");
+    let r = app
+        .client
+        .patch(app.url("/api/v1/tenants/acme"))
+        .header("origin", app.origin())
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("forwarded", "for=198.51.100.8")
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let audit = call_ok(
+        &app,
+        &app.client,
+        "GET",
+        "/api/v1/tenants/acme/audit",
+        None,
+        200,
+    )
+    .await;
+    let text = audit.to_string();
+    assert!(
+        text.contains("127.0.0.1") && !text.contains("198.51.100"),
+        "{text}"
+    );
+}
+
+/// Behind a trusted proxy, each client has its own limits and the audit log names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_client_is_limited_and_audited_as_itself() {
+    let app = TestApp::spawn_with(Backend::Embedded, |c| {
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    app.signup("acme").await;
+    let one = |_| Some("6.6.6.6, 203.0.113.1".to_owned());
+    for (status, _) in burst_of_logins(&app, 10, |i| format!("x{i}@example.com"), one).await {
+        assert_eq!(status, 401);
+    }
+    let again = burst_of_logins(&app, 1, |_| "y@example.com".into(), one).await;
+    assert_eq!(again[0].0, 429, "203.0.113.1 is throttled");
+    let other = burst_of_logins(
+        &app,
+        1,
+        |_| "y@example.com".into(),
+        |_| Some("203.0.113.1, 203.0.113.2".to_owned()),
+    )
+    .await;
+    assert_eq!(
+        other[0].0, 401,
+        "203.0.113.2 is not, whatever it claims to its left"
+    );
+    let r = app
+        .client
+        .patch(app.url("/api/v1/tenants/acme"))
+        .header("origin", app.origin())
+        .header("forwarded", "for=\"[2001:db8::7]:443\"")
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let audit = call_ok(
+        &app,
+        &app.client,
+        "GET",
+        "/api/v1/tenants/acme/audit",
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(audit["entries"][0]["ip"], "2001:db8::7", "{audit}");
+}
 
 /// `acme` owned by the app's client, with bob as `role` member; bob's client.
 async fn with_member(app: &TestApp, role: &str) -> Client {

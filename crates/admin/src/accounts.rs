@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::{Email, ErrorCode, Password, TenantSlug};
 use herald_http::ApiError;
-use herald_store::Account;
+use herald_store::{Account, Attempt};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -21,6 +21,8 @@ use herald_http::Json;
 pub const LOGIN_FAILURES_ALLOWED: u32 = 10;
 /// The window of [`LOGIN_FAILURES_ALLOWED`].
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// The window of `--signup-per-ip-per-hour`.
+pub const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);
 
 /// A sign-up: the account and its first tenant.
 #[derive(Deserialize, ToSchema)]
@@ -148,13 +150,21 @@ async fn with_new_session(
         headers(("Set-Cookie" = String, description = "`herald_session`: HttpOnly, SameSite=Strict")))))]
 pub async fn signup(
     State(state): State<AdminState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Json(body): Json<SignupBody>,
 ) -> Result<Response, ApiError> {
     auth::check_foreign_origin(&headers, &state)?;
     let (email, password) = credentials(&body.email, &body.password)?;
     let (slug, name) = parse_new_tenant(&body.tenant)?;
-    let (account, tenant) = state.store.signup(&email, &password, &slug, &name).await?;
+    let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    throttle_signup(&state, &ip).await?;
+    let _permit = state.passwords.enter().await?;
+    let (account, tenant) = state
+        .store
+        .signup(&email, &password, &slug, &name)
+        .await
+        .map_err(ApiError::from)?;
     let tenant = apply_default_plan(&state, tenant).await?;
     tracing::info!(account = account.id.0, tenant = %tenant.slug, "signed up");
     state.view.forget_tenant(&tenant.slug).await;
@@ -181,18 +191,38 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     auth::check_foreign_origin(&headers, &state)?;
     let ip = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    throttle(&state, &ip, &body.email).await?;
-    let failed = || ApiError::unauthorized("wrong email or password");
-    // A malformed email or a too-short password cannot match any account; answer exactly as
-    // for a wrong password.
-    let account = match credentials(&body.email, &body.password) {
-        Ok((email, password)) => state.store.verify_login(&email, &password).await?,
-        Err(_) => None,
+    // The attempt counts as failed from before the password is checked, so that a burst of
+    // concurrent attempts cannot all pass the throttle; it is taken back if it succeeds or is
+    // refused unchecked.
+    let attempt = state
+        .store
+        .record_login_failure(&ip, &body.email)
+        .await
+        .map_err(ApiError::from)?;
+    let checked = async {
+        throttle(&state, &ip, &body.email).await?;
+        let _permit = state.passwords.enter().await?;
+        // A malformed email or a too-short password cannot match any account; answer exactly
+        // as for a wrong password.
+        match credentials(&body.email, &body.password) {
+            Ok((email, password)) => state
+                .store
+                .verify_login(&email, &password)
+                .await
+                .map_err(ApiError::from),
+            Err(_) => Ok(None),
+        }
+    }
+    .await;
+    let account = match checked {
+        Ok(Some(account)) => account,
+        Ok(None) => return Err(ApiError::unauthorized("wrong email or password")),
+        Err(refused) => {
+            forget_login_attempt(&state, &ip, &body.email, attempt).await;
+            return Err(refused);
+        }
     };
-    let Some(account) = account else {
-        state.store.record_login_failure(&ip, &body.email).await?;
-        return Err(failed());
-    };
+    forget_login_attempt(&state, &ip, &body.email, attempt).await;
     with_new_session(
         &state,
         &account,
@@ -202,12 +232,19 @@ pub async fn login(
     .await
 }
 
-/// 429 while `ip` or `email` has had too many failed logins within the window.
+async fn forget_login_attempt(state: &AdminState, ip: &str, email: &str, attempt: Attempt) {
+    if let Err(e) = state.store.forget_login_attempt(ip, email, attempt).await {
+        tracing::warn!(error = %e, "cannot take back a login attempt");
+    }
+}
+
+/// 429 while `ip` or `email` has had too many failed logins within the window, the attempt
+/// being throttled (recorded already) included.
 async fn throttle(state: &AdminState, ip: &str, email: &str) -> Result<(), ApiError> {
     let counts = state.store.login_failures(ip, email, LOGIN_WINDOW).await?;
     let now = OffsetDateTime::now_utc();
     for (n, oldest) in counts {
-        if n >= LOGIN_FAILURES_ALLOWED {
+        if n > LOGIN_FAILURES_ALLOWED {
             let frees_at = oldest.unwrap_or(now) + LOGIN_WINDOW;
             let wait = (frees_at - now).whole_seconds().max(1);
             return Err(ApiError {
@@ -220,6 +257,38 @@ async fn throttle(state: &AdminState, ip: &str, email: &str) -> Result<(), ApiEr
         }
     }
     Ok(())
+}
+
+/// 429 once `ip` has signed up `--signup-per-ip-per-hour` times within the hour. The attempt
+/// is recorded before it is counted, so concurrent sign-ups cannot all slip through.
+async fn throttle_signup(state: &AdminState, ip: &str) -> Result<(), ApiError> {
+    let allowed = state.config.signup_per_ip_per_hour;
+    if allowed == 0 {
+        return Ok(());
+    }
+    let attempt = state.store.record_signup(ip).await.map_err(ApiError::from)?;
+    let (n, oldest) = state
+        .store
+        .signups(ip, SIGNUP_WINDOW)
+        .await
+        .map_err(ApiError::from)?;
+    if n <= allowed {
+        return Ok(());
+    }
+    if let Err(e) = state.store.forget_signup(ip, attempt).await {
+        tracing::warn!(error = %e, "cannot take back a sign-up attempt");
+    }
+    let now = OffsetDateTime::now_utc();
+    let wait = (oldest.unwrap_or(now) + SIGNUP_WINDOW - now)
+        .whole_seconds()
+        .max(1);
+    Err(ApiError {
+        retry_after: Some(wait.unsigned_abs()),
+        ..ApiError::new(
+            ErrorCode::RateLimited,
+            "too many sign-ups from this address; retry later",
+        )
+    })
 }
 
 /// Log out: ends the session on the server and clears the cookie.
@@ -270,6 +339,7 @@ pub async fn change_password(
         Password::parse(&body.new_password).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     let wrong = || ApiError::new(ErrorCode::Forbidden, "the current password is wrong");
     let current = Password::parse(&body.current_password).map_err(|_| wrong())?;
+    let _permit = state.passwords.enter().await?;
     let changed = state
         .store
         .change_password(session.account.id, &current, &new, Some(&session.token))

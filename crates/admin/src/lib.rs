@@ -18,6 +18,7 @@ mod channels;
 mod inspector;
 mod keys;
 pub mod openapi;
+mod password_gate;
 mod signing_keys;
 mod tenants;
 mod usage;
@@ -51,6 +52,10 @@ pub struct AdminConfig {
     pub plans: Arc<Plans>,
     /// The plan a new tenant gets.
     pub default_plan: String,
+    /// Sign-ups allowed per client IP per hour; 0 = unlimited.
+    pub signup_per_ip_per_hour: u32,
+    /// Password hashes and verifications (argon2) run at once; as many again may wait.
+    pub password_hash_concurrency: usize,
 }
 
 impl AdminConfig {
@@ -62,6 +67,8 @@ impl AdminConfig {
             signing_key_grace: Duration::from_secs(86_400),
             plans: Arc::new(Plans::builtin()),
             default_plan: "free".to_owned(),
+            signup_per_ip_per_hour: 20,
+            password_hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -81,6 +88,8 @@ pub struct Admin {
     pub broker: Arc<dyn Broker>,
     /// Settings.
     pub config: AdminConfig,
+    /// Bounds the argon2 work of sign-ups, logins and password changes.
+    pub passwords: password_gate::PasswordGate,
 }
 
 impl AdminState {
@@ -95,6 +104,7 @@ impl AdminState {
             store,
             view,
             broker,
+            passwords: password_gate::PasswordGate::new(config.password_hash_concurrency),
             config,
         }))
     }

@@ -161,6 +161,77 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Sign-ups allowed per client IP per hour; 0 = unlimited.
+    #[arg(
+        long,
+        env = "HERALD_SIGNUP_PER_IP_PER_HOUR",
+        default_value_t = 20,
+        global = true
+    )]
+    pub signup_per_ip_per_hour: u32,
+
+    /// Where traces are exported (OTLP over HTTP or gRPC); none = no trace export.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint, global = true)]
+    pub otlp_endpoint: Option<axum::http::Uri>,
+
+    /// CIDRs (comma-separated) of reverse proxies whose `X-Forwarded-For` / `Forwarded` names
+    /// the client; from any other peer those headers are ignored.
+    #[arg(
+        long,
+        env = "HERALD_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = parse_cidr,
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// 32 random bytes, base64: the key that encrypts signing secrets at rest (the same on every
+    /// process of a cluster). Unset: they are stored unencrypted, with a warning at start-up.
+    #[arg(long, env = "HERALD_SECRETS_KEY", value_parser = parse_secrets_key, global = true, hide_env_values = true)]
+    pub secrets_key: Option<SecretsKey>,
+
+    /// Argon2 password checks (logins, sign-ups, password changes) run at once; 16 times as many
+    /// may be waiting, and the rest get 503 at once. Default: the number of CPUs.
+    #[arg(long, env = "HERALD_PASSWORD_HASH_CONCURRENCY", global = true)]
+    pub password_hash_concurrency: Option<usize>,
+}
+
+/// The key-encryption key of `--secrets-key`; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretsKey(pub [u8; 32]);
+
+impl std::fmt::Debug for SecretsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretsKey(..)")
+    }
+}
+
+fn parse_secrets_key(s: &str) -> Result<SecretsKey, String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim()))
+        .map_err(|_| "not base64 (generate one with: openssl rand -base64 32)".to_owned())?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("{} bytes; it must be 32", b.len()))?;
+    Ok(SecretsKey(key))
+}
+
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not a CIDR (like 10.0.0.0/8) or an IP address"))
+}
+
+fn parse_otlp_endpoint(s: &str) -> Result<axum::http::Uri, String> {
+    let uri: axum::http::Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(uri),
+        _ => Err("expected http(s)://host[:port][/path]".to_owned()),
+    }
 }
 
 /// Which broker holds the channels' history and fans events out: chosen here, once, from the
@@ -291,6 +362,42 @@ mod tests {
         );
         assert_eq!(cli.config.database_url, "sqlite://x.db");
         assert!(cli.config.load_plans().is_ok());
+    }
+
+    #[test]
+    fn security_flags_parse_and_refuse_what_is_malformed() {
+        let cli = Cli::parse_from(["herald"]);
+        assert_eq!(cli.config.signup_per_ip_per_hour, 20);
+        assert!(cli.config.trusted_proxies.is_empty());
+        assert!(cli.config.secrets_key.is_none());
+        assert!(cli.config.otlp_endpoint.is_none());
+        let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let cli = Cli::parse_from([
+            "herald",
+            "--signup-per-ip-per-hour",
+            "0",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.168.1.7,::1/128",
+            "--secrets-key",
+            key,
+            "--otlp-endpoint",
+            "http://collector:4318",
+        ]);
+        assert_eq!(cli.config.signup_per_ip_per_hour, 0);
+        assert_eq!(cli.config.trusted_proxies.len(), 3);
+        assert_eq!(cli.config.secrets_key.as_ref().unwrap().0[31], 31);
+        assert!(!format!("{:?}", cli.config).contains(key));
+        assert_eq!(cli.config.otlp_endpoint.unwrap().host(), Some("collector"));
+        for bad in [
+            ["--trusted-proxies", "10.0.0.0/33"],
+            ["--secrets-key", "c2hvcnQ="],
+            ["--otlp-endpoint", "collector:4318"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["herald", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod operator;
+pub mod proxy;
 pub mod telemetry;
 
 use std::future::IntoFuture;
@@ -130,6 +131,10 @@ impl App {
                 signing_key_grace: config.signing_key_grace(),
                 plans,
                 default_plan: config.default_plan.clone(),
+                signup_per_ip_per_hour: config.signup_per_ip_per_hour,
+                password_hash_concurrency: config
+                    .password_hash_concurrency
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             },
         );
         let mut router = Router::new();
@@ -167,7 +172,11 @@ impl App {
             .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") });
         let router = herald_http::count_rejections(router, move |code| rejections.rejected(code))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
-            .layer(telemetry::layer());
+            .layer(telemetry::layer())
+            .layer(axum::middleware::from_fn_with_state(
+                proxy::TrustedProxies::new(config.trusted_proxies.clone()),
+                proxy::resolve,
+            ));
         Ok(App {
             public_url: config.public_url(),
             listener,

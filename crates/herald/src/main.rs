@@ -8,7 +8,7 @@ use herald_store::Store;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    herald::telemetry::init(cli.config.log_format);
+    herald::telemetry::init(cli.config.log_format, cli.config.otlp_endpoint.as_ref());
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

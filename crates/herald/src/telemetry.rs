@@ -9,7 +9,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-pub fn init(format: LogFormat) {
+/// Sets up logging. `otlp_endpoint` is where traces are to be exported (`--otlp-endpoint`);
+/// the exporter itself is not built in yet, so a configured endpoint is announced, not used.
+pub fn init(format: LogFormat, otlp_endpoint: Option<&axum::http::Uri>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Logs go to stderr: stdout carries what commands print (`herald openapi`, `herald tenant`).
     let builder = tracing_subscriber::fmt()
@@ -19,6 +21,9 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    if let Some(endpoint) = otlp_endpoint {
+        tracing::warn!(%endpoint, "--otlp-endpoint is set, but this build exports no traces yet");
+    }
 }
 
 /// A span per request, named after the route it matched.

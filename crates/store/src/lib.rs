@@ -47,7 +47,7 @@ pub use plans::{Plan, Plans, PlansError};
 pub use sessions::SessionToken;
 pub use signing_keys::SigningKey;
 pub use tenants::{Member, Membership, Role, Tenant, TenantPatch, SLUG_QUARANTINE};
-pub use usage::{day_of, DailyUsage, UsageDay};
+pub use usage::{day_of, Attempt, DailyUsage, UsageDay};
 
 use sqlx::AnyPool;
 

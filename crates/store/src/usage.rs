@@ -129,11 +129,54 @@ impl Store {
         Ok(out)
     }
 
-    /// Records a failed login from `ip` for `email` (any string: unknown emails count too).
-    pub async fn record_login_failure(&self, ip: &str, email: &str) -> Result<(), StoreError> {
+    /// Records a login attempt from `ip` for `email` (any string: unknown emails count too) as
+    /// failed, before the password is checked, so that concurrent attempts cannot all pass the
+    /// throttle; [`Store::forget_login_attempt`] takes it back when the login succeeds.
+    pub async fn record_login_failure(&self, ip: &str, email: &str) -> Result<Attempt, StoreError> {
+        self.record_attempt(&[format!("ip:{ip}"), email_key(email)])
+            .await
+    }
+
+    /// Takes back an attempt recorded by [`Store::record_login_failure`].
+    pub async fn forget_login_attempt(
+        &self,
+        ip: &str,
+        email: &str,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        self.forget_attempt(&[format!("ip:{ip}"), email_key(email)], attempt)
+            .await
+    }
+
+    /// Records a sign-up attempt from `ip`, before it is made.
+    pub async fn record_signup(&self, ip: &str) -> Result<Attempt, StoreError> {
+        self.record_attempt(&[format!("signup:{ip}")]).await
+    }
+
+    /// Takes back a sign-up attempt that was refused for its rate.
+    pub async fn forget_signup(&self, ip: &str, attempt: Attempt) -> Result<(), StoreError> {
+        self.forget_attempt(&[format!("signup:{ip}")], attempt)
+            .await
+    }
+
+    /// Sign-ups from `ip` within `window` (at most an hour), and the oldest one's time.
+    pub async fn signups(
+        &self,
+        ip: &str,
+        window: Duration,
+    ) -> Result<(u32, Option<OffsetDateTime>), StoreError> {
+        let since = now_ms().saturating_sub(duration_ms(window));
+        let (n, oldest) = select_failures(&self.pool, &format!("signup:{ip}"), since).await?;
+        Ok((
+            u32::try_from(n).unwrap_or(u32::MAX),
+            oldest.map(crate::clock::from_ms).transpose()?,
+        ))
+    }
+
+    async fn record_attempt(&self, keys: &[String]) -> Result<Attempt, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        for key in [format!("ip:{ip}"), email_key(email)] {
+        for key in keys {
             sqlx::query(r#"insert into login_failures (key, at) values ($1, $2)"#)
                 .bind(key)
                 .bind(now)
@@ -146,6 +189,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(Attempt(now))
+    }
+
+    /// Deletes the attempt's rows (and any other of the same keys in the same millisecond: an
+    /// undercount of at most a few, never an overcount).
+    async fn forget_attempt(&self, keys: &[String], attempt: Attempt) -> Result<(), StoreError> {
+        for key in keys {
+            sqlx::query(r#"delete from login_failures where key = $1 and at = $2"#)
+                .bind(key)
+                .bind(attempt.0)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 
@@ -169,6 +225,10 @@ impl Store {
         Ok(out)
     }
 }
+
+/// A recorded attempt (its time), to take back.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt(i64);
 
 /// Emails are not stored in the clear for throttling: the key is a hash of the lowercased address.
 fn email_key(email: &str) -> String {
