@@ -12,7 +12,236 @@ both_backends!(
     viewers_see_signing_keys_without_their_secrets,
     concurrent_wrong_logins_get_at_most_ten_password_checks,
     forwarded_headers_are_ignored_from_untrusted_peers,
+    a_database_dump_forges_no_token_when_the_secrets_key_is_set,
+    plaintext_signing_secrets_are_encrypted_at_the_next_start,
+    an_emergency_rotation_with_grace_0_stops_the_old_key_at_once,
 );
+
+/// 32 random bytes, as `--secrets-key` takes them.
+fn secrets_key() -> herald::config::SecretsKey {
+    herald::config::SecretsKey(rand::random())
+}
+
+/// Every text cell of every table: `(table.column, value)`.
+async fn dump(app: &TestApp) -> Vec<(String, String)> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let mut con = <sqlx::AnyConnection as sqlx::Connection>::connect(app.db.url())
+        .await
+        .unwrap();
+    let columns: Vec<(String, String)> = match app.backend {
+        Backend::Cluster => sqlx::query(
+            "select table_name::text, column_name::text from information_schema.columns
+             where table_schema = 'public' and data_type in ('text', 'character varying')",
+        )
+        .fetch_all(&mut con)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect(),
+        Backend::Embedded => {
+            let mut cols = Vec::new();
+            let tables: Vec<String> =
+                sqlx::query("select name from sqlite_master where type = 'table'")
+                    .fetch_all(&mut con)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+            for t in tables {
+                let sql = format!("select name, type from pragma_table_info('{t}')");
+                for r in sqlx::query(&sql).fetch_all(&mut con).await.unwrap() {
+                    let ty: String = r.get(1);
+                    if ty.to_lowercase().contains("text") || ty.is_empty() {
+                        cols.push((t.clone(), r.get(0)));
+                    }
+                }
+            }
+            cols
+        }
+    };
+    let mut out = Vec::new();
+    for (table, column) in columns {
+        let sql = format!("select cast(\"{column}\" as text) from \"{table}\"");
+        for row in sqlx::query(&sql).fetch_all(&mut con).await.unwrap() {
+            if let Some(v) = row.get::<Option<String>, _>(0) {
+                out.push((format!("{table}.{column}"), v));
+            }
+        }
+    }
+    out
+}
+
+/// The status of opening private channel `vip` of `acme` with a token signed by `(kid, secret)`.
+async fn open_vip(app: &TestApp, kid: &str, secret: &str) -> u16 {
+    let claims =
+        json!({"tenant": "acme", "channels": ["vip"], "exp": herald_tests::now_secs() + 600});
+    let token = herald_tests::sign_token(Some(kid), secret, &claims);
+    Client::new()
+        .get(app.url(&format!("/v1/acme/channels/vip/events?token={token}")))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn private_vip(app: &TestApp) {
+    let body = json!({"name": "vip", "visibility": "private"});
+    call_ok(
+        app,
+        &app.client,
+        "POST",
+        "/api/v1/tenants/acme/channels",
+        Some(body),
+        201,
+    )
+    .await;
+}
+
+/// The tenant's live signing keys as the owner sees them: `(kid, secret)`.
+async fn signing_secrets(app: &TestApp) -> Vec<(String, String)> {
+    let keys = call_ok(
+        app,
+        &app.client,
+        "GET",
+        "/api/v1/tenants/acme/signing-keys",
+        None,
+        200,
+    )
+    .await;
+    keys.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["secret"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn a_database_dump_forges_no_token_when_the_secrets_key_is_set(mut app: TestApp) {
+    app.config.secrets_key = Some(secrets_key());
+    app.restart().await;
+    app.signup("acme").await;
+    call_ok(
+        &app,
+        &app.client,
+        "POST",
+        "/api/v1/tenants/acme/signing-keys",
+        None,
+        201,
+    )
+    .await;
+    private_vip(&app).await;
+    let secrets = signing_secrets(&app).await;
+    assert_eq!(secrets.len(), 2, "the current key and the rotated-out one");
+    assert_eq!(
+        open_vip(&app, &secrets[0].0, &secrets[0].1).await,
+        200,
+        "the real secret works"
+    );
+    let cells = dump(&app).await;
+    assert!(
+        cells.iter().any(|(c, _)| c == "signing_keys.secret"),
+        "the dump read the secrets' column"
+    );
+    for (column, value) in &cells {
+        for (_, secret) in &secrets {
+            assert!(
+                !value.contains(&secret[3..]),
+                "{column} holds a signing secret"
+            );
+        }
+    }
+    // Whatever the dump holds, signed as either kid, opens nothing.
+    for (kid, _) in &secrets {
+        for (column, value) in &cells {
+            assert_eq!(
+                open_vip(&app, kid, value).await,
+                401,
+                "{column} forged a token"
+            );
+        }
+    }
+}
+
+async fn plaintext_signing_secrets_are_encrypted_at_the_next_start(mut app: TestApp) {
+    app.signup("acme").await;
+    private_vip(&app).await;
+    let before = signing_secrets(&app).await;
+    let in_plain = |cells: &[(String, String)]| {
+        cells
+            .iter()
+            .any(|(c, v)| c == "signing_keys.secret" && *v == before[0].1)
+    };
+    assert!(
+        in_plain(&dump(&app).await),
+        "without a key the secret is stored as it is"
+    );
+    app.config.secrets_key = Some(secrets_key());
+    app.restart().await;
+    let cells = dump(&app).await;
+    assert!(!in_plain(&cells), "sealed at start-up");
+    assert!(cells
+        .iter()
+        .filter(|(c, _)| c == "signing_keys.secret")
+        .all(|(_, v)| v.starts_with("enc:v1:")));
+    // The secret itself did not change: tokens signed before still verify.
+    assert_eq!(signing_secrets(&app).await, before);
+    assert_eq!(open_vip(&app, &before[0].0, &before[0].1).await, 200);
+    // A process with another key cannot read them, and says so instead of serving garbage.
+    app.config.secrets_key = Some(secrets_key());
+    app.restart().await;
+    let r = call(
+        &app,
+        &app.client,
+        "GET",
+        "/api/v1/tenants/acme/signing-keys",
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+}
+
+async fn an_emergency_rotation_with_grace_0_stops_the_old_key_at_once(app: TestApp) {
+    app.signup("acme").await;
+    private_vip(&app).await;
+    let old = signing_secrets(&app).await.remove(0);
+    assert_eq!(open_vip(&app, &old.0, &old.1).await, 200);
+    let path = "/api/v1/tenants/acme/signing-keys";
+    let r = call(
+        &app,
+        &app.client,
+        "POST",
+        &format!("{path}?grace_seconds=86401"),
+        None,
+    )
+    .await;
+    problem(r, 400, "invalid_body").await;
+    let new = call_ok(
+        &app,
+        &app.client,
+        "POST",
+        &format!("{path}?grace_seconds=0"),
+        None,
+        201,
+    )
+    .await;
+    let keys = signing_secrets(&app).await;
+    assert_eq!(keys.len(), 1, "the old key is gone: {keys:?}");
+    assert_eq!(keys[0].0, new["kid"]);
+    // Edges cache signing keys for a second.
+    assert!(
+        herald_tests::eventually(3, || async { open_vip(&app, &old.0, &old.1).await == 401 }).await,
+        "the leaked key still verifies"
+    );
+    assert_eq!(open_vip(&app, &keys[0].0, &keys[0].1).await, 200);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_ups_from_one_ip_are_limited_per_hour() {

@@ -1,13 +1,16 @@
 //! Signing keys: the secrets subscriber tokens are signed with; list and rotate.
 
-use axum::extract::{Path, State};
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_http::ApiError;
 use herald_store::{Role, SigningKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::tenants::TenantParam;
@@ -68,24 +71,55 @@ pub async fn list(
     Ok(axum::Json(keys).into_response())
 }
 
+/// How long the rotated-out key keeps verifying.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RotateParams {
+    /// Seconds, from 0 to the configured grace period (`--signing-key-grace-secs`, the
+    /// default). `0` is for an emergency: the leaked key stops verifying at once, and so does
+    /// every token signed with it.
+    #[param(minimum = 0, example = 0)]
+    grace_seconds: Option<u64>,
+}
+
 /// Rotate: a new current key; the previous one keeps verifying for the grace period
-/// (`--signing-key-grace-secs`), then is removed.
+/// (`--signing-key-grace-secs`, or a shorter `grace_seconds`), then is removed.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/signing-keys", tag = "signing-keys",
-    operation_id = "rotate_signing_key", params(TenantParam),
+    operation_id = "rotate_signing_key", params(TenantParam, RotateParams),
     responses((status = 201, description = "The new current key", body = SigningKeyView)))]
 pub async fn rotate(
     State(state): State<AdminState>,
     caller: Caller,
     Path(tenant): Path<String>,
+    params: Result<Query<RotateParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     a.require_writer()?;
+    let max = state.config.signing_key_grace;
+    let Query(params) = params
+        .map_err(|_| ApiError::invalid_body("grace_seconds must be a whole number of seconds"))?;
+    let grace = match params.grace_seconds {
+        None => max,
+        Some(secs) if Duration::from_secs(secs) <= max => Duration::from_secs(secs),
+        Some(_) => {
+            return Err(ApiError::invalid_body(format!(
+                "grace_seconds must be 0 to {}",
+                max.as_secs()
+            )))
+        }
+    };
     let key = state
         .store
-        .rotate_signing_key(a.tenant.id, state.config.signing_key_grace)
+        .rotate_signing_key(a.tenant.id, grace)
         .await?;
-    a.audit(&state, "signing_key.rotate", Some(&key.kid), None)
-        .await;
+    // Edges cache signing keys for a second: with grace 0 the old key stops verifying within it.
+    a.audit(
+        &state,
+        "signing_key.rotate",
+        Some(&key.kid),
+        Some(serde_json::json!({"grace_seconds": grace.as_secs()})),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         axum::Json(SigningKeyView::new(key, a.role)),

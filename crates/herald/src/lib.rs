@@ -81,12 +81,31 @@ impl App {
         if config.public_url.is_none() {
             config.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
-        let store = Store::connect(&config.database_url).await?;
+        let mut store = Store::connect(&config.database_url).await?;
         if routes != Routes::Edge {
             store
                 .migrate()
                 .await
                 .context("cannot migrate the database")?;
+        }
+        match &config.secrets_key {
+            Some(key) => {
+                store = store.with_secrets_key(herald_store::SecretsKey::new(&key.0));
+                let sealed = store
+                    .seal_plaintext_signing_secrets()
+                    .await
+                    .context("cannot encrypt the signing secrets stored in plain text")?;
+                if sealed > 0 {
+                    tracing::info!(
+                        sealed,
+                        "signing secrets stored in plain text are now encrypted"
+                    );
+                }
+            }
+            None => tracing::warn!(
+                "no --secrets-key: signing secrets are stored unencrypted, and a copy of the \
+                 database can forge subscriber tokens"
+            ),
         }
         let broker = connect_broker(config.broker()).await?;
         let shutdown = CancellationToken::new();

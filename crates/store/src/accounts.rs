@@ -78,7 +78,8 @@ impl Store {
             .await
             .map_err(conflict_on("email"))?
             .try_into()?;
-        let tenant = create_tenant_in(&mut tx, slug, tenant_name, now).await?;
+        let tenant =
+            create_tenant_in(&mut tx, slug, tenant_name, now, self.secrets.as_ref()).await?;
         insert_membership(&mut *tx, tenant.id, account.id, Role::Owner, now).await?;
         tx.commit().await?;
 

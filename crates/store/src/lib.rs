@@ -25,6 +25,7 @@ mod db;
 mod error;
 mod ids;
 mod plans;
+mod secrets;
 mod sessions;
 mod settings;
 mod signing_keys;
@@ -44,6 +45,7 @@ pub use db::Backend;
 pub use error::{redact_url, StoreError};
 pub use ids::{AccountId, TenantId};
 pub use plans::{Plan, Plans, PlansError};
+pub use secrets::SecretsKey;
 pub use sessions::SessionToken;
 pub use signing_keys::SigningKey;
 pub use tenants::{Member, Membership, Role, Tenant, TenantPatch, SLUG_QUARANTINE};
@@ -56,6 +58,8 @@ use sqlx::AnyPool;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Seals signing secrets at rest, when `--secrets-key` is set.
+    secrets: Option<SecretsKey>,
 }
 
 impl Store {
@@ -66,7 +70,17 @@ impl Store {
     /// message names the URL with any password redacted. Does not migrate: see [`Store::migrate`].
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         let (pool, backend) = db::connect(url).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            secrets: None,
+        })
+    }
+
+    /// This store, sealing signing secrets with `key` from now on (and opening sealed ones).
+    pub fn with_secrets_key(mut self, key: SecretsKey) -> Store {
+        self.secrets = Some(key);
+        self
     }
 
     /// Applies the migrations in `migrations/postgres` or `migrations/sqlite` that are not yet applied.

@@ -1,7 +1,8 @@
 //! Signing keys: the HS256 secrets that subscriber tokens are signed with.
 //!
-//! Unlike API keys, these secrets are stored as they are: the edge needs them to verify
+//! Unlike API keys, these secrets cannot be stored as hashes: the edge needs them to verify
 //! signatures, and the admin API shows them so that tenants can sign tokens on their own servers.
+//! With `--secrets-key` they are sealed at rest (see [`crate::secrets`]).
 //! A tenant has one current key; rotating makes a new current key and lets the previous one
 //! verify for a grace period, so tokens signed just before a rotation keep working. Keys past
 //! their grace period are deleted at the next rotation and never returned.
@@ -16,7 +17,8 @@ use time::OffsetDateTime;
 
 use crate::clock::{duration_ms, from_ms, from_ms_opt, now_ms};
 use crate::error::{is_unique_violation, not_found_on_missing_parent};
-use crate::{Store, StoreError, TenantId};
+use crate::secrets::{read_form, store_form};
+use crate::{SecretsKey, Store, StoreError, TenantId};
 
 /// How often to draw a new kid when the tenant already has it.
 const KID_ATTEMPTS: u32 = 4;
@@ -28,8 +30,8 @@ pub const SECRET_PREFIX: &str = "hs_";
 /// The base62 characters after the prefix (about 256 bits).
 pub const SECRET_BODY_LEN: usize = 43;
 
-/// One of a tenant's signing keys, as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One of a tenant's signing keys, as the admin API shows it. Its `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct SigningKey {
     /// The key's id, which a token names in its header's `kid`.
     pub kid: String,
@@ -43,6 +45,18 @@ pub struct SigningKey {
     /// For a rotated-out key, when it stops verifying; `None` for the current key.
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("secret", &"<redacted>")
+            .field("current", &self.current)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 fn base62(len: usize) -> String {
@@ -60,16 +74,18 @@ struct SigningKeyRow {
     expires_at: Option<i64>,
 }
 
-impl TryFrom<SigningKeyRow> for SigningKey {
-    type Error = sqlx::Error;
-
-    fn try_from(row: SigningKeyRow) -> Result<Self, Self::Error> {
+impl SigningKeyRow {
+    fn into_key(
+        self,
+        tenant: TenantId,
+        secrets: Option<&SecretsKey>,
+    ) -> Result<SigningKey, StoreError> {
         Ok(SigningKey {
-            kid: row.kid,
-            secret: row.secret,
-            current: row.expires_at.is_none(),
-            created_at: from_ms(row.created_at)?,
-            expires_at: from_ms_opt(row.expires_at)?,
+            secret: read_form(secrets, tenant, &self.kid, &self.secret)?,
+            kid: self.kid,
+            current: self.expires_at.is_none(),
+            created_at: from_ms(self.created_at)?,
+            expires_at: from_ms_opt(self.expires_at)?,
         })
     }
 }
@@ -79,10 +95,38 @@ impl Store {
     /// expires_at is in the future, newest first.
     pub async fn signing_keys(&self, tenant: TenantId) -> Result<Vec<SigningKey>, StoreError> {
         let rows = select_live_signing_keys(&self.pool, tenant, now_ms()).await?;
-        Ok(rows
-            .into_iter()
-            .map(SigningKey::try_from)
-            .collect::<Result<_, _>>()?)
+        rows.into_iter()
+            .map(|row| row.into_key(tenant, self.secrets.as_ref()))
+            .collect()
+    }
+
+    /// Seals every signing secret still stored in plain text (from before `--secrets-key` was
+    /// set); returns how many. Without a key, does nothing. Safe to run on several processes at
+    /// once: a row is only replaced while it still holds the plaintext that was read.
+    pub async fn seal_plaintext_signing_secrets(&self) -> Result<u64, StoreError> {
+        let Some(key) = &self.secrets else {
+            return Ok(0);
+        };
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            r#"select tenant_id, kid, secret from signing_keys where secret not like 'enc:%'"#,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sealed = 0;
+        for (tenant, kid, secret) in rows {
+            let done = sqlx::query(
+                r#"update signing_keys set secret = $4
+                   where tenant_id = $1 and kid = $2 and secret = $3"#,
+            )
+            .bind(tenant)
+            .bind(&kid)
+            .bind(&secret)
+            .bind(key.seal(TenantId(tenant), &kid, &secret))
+            .execute(&self.pool)
+            .await?;
+            sealed += done.rows_affected();
+        }
+        Ok(sealed)
     }
 
     /// Makes a new current key for `tenant`; the previous current key keeps verifying for
@@ -99,7 +143,7 @@ impl Store {
         delete_expired_signing_keys(&mut *tx, tenant, now).await?;
         retire_current_signing_key(&mut *tx, tenant, now.saturating_add(duration_ms(grace)))
             .await?;
-        let key = insert_signing_key(&mut tx, tenant, now).await?;
+        let key = insert_signing_key(&mut tx, tenant, now, self.secrets.as_ref()).await?;
         tx.commit().await?;
         tracing::info!(kid = %key.kid, "signing key rotated");
         Ok(key)
@@ -112,6 +156,7 @@ pub(crate) async fn insert_signing_key(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: TenantId,
     now: i64,
+    secrets: Option<&SecretsKey>,
 ) -> Result<SigningKey, StoreError> {
     for _ in 0..KID_ATTEMPTS {
         let key = SigningKey {
@@ -123,7 +168,8 @@ pub(crate) async fn insert_signing_key(
         };
         // A savepoint, so that a taken kid does not abort the caller's transaction on Postgres.
         let mut attempt = sqlx::Connection::begin(&mut **tx).await?;
-        match insert_signing_key_row(&mut *attempt, tenant, &key, now).await {
+        let stored = store_form(secrets, tenant, &key.kid, &key.secret);
+        match insert_signing_key_row(&mut *attempt, tenant, &key.kid, &stored, now).await {
             Ok(()) => {
                 attempt.commit().await?;
                 return Ok(key);
@@ -140,7 +186,8 @@ pub(crate) async fn insert_signing_key(
 async fn insert_signing_key_row(
     e: impl AnyExecutor<'_>,
     tenant: TenantId,
-    key: &SigningKey,
+    kid: &str,
+    stored_secret: &str,
     now: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
@@ -150,8 +197,8 @@ async fn insert_signing_key_row(
         "#,
     )
     .bind(tenant.0)
-    .bind(&key.kid)
-    .bind(&key.secret)
+    .bind(kid)
+    .bind(stored_secret)
     .bind(now)
     .execute(e)
     .await?;

@@ -206,7 +206,7 @@ impl Store {
     ) -> Result<Tenant, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let tenant = create_tenant_in(&mut tx, slug, name, now).await?;
+        let tenant = create_tenant_in(&mut tx, slug, name, now, self.secrets.as_ref()).await?;
         insert_membership(&mut *tx, tenant.id, owner, Role::Owner, now)
             .await
             .map_err(not_found_on_missing_parent)?;
@@ -391,6 +391,7 @@ pub(crate) async fn create_tenant_in(
     slug: &TenantSlug,
     name: &str,
     now: i64,
+    secrets: Option<&crate::SecretsKey>,
 ) -> Result<Tenant, StoreError> {
     // Write first: on SQLite a transaction that reads and then writes fails at once, instead of
     // waiting, when another connection is writing.
@@ -409,7 +410,7 @@ pub(crate) async fn create_tenant_in(
         // The caller's transaction is rolled back when dropped.
         return Err(StoreError::Conflict("slug"));
     }
-    insert_signing_key(tx, tenant.id, now).await?;
+    insert_signing_key(tx, tenant.id, now, secrets).await?;
     Ok(tenant)
 }
 
