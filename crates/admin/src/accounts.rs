@@ -266,7 +266,11 @@ async fn throttle_signup(state: &AdminState, ip: &str) -> Result<(), ApiError> {
     if allowed == 0 {
         return Ok(());
     }
-    let attempt = state.store.record_signup(ip).await.map_err(ApiError::from)?;
+    let attempt = state
+        .store
+        .record_signup(ip)
+        .await
+        .map_err(ApiError::from)?;
     let (n, oldest) = state
         .store
         .signups(ip, SIGNUP_WINDOW)

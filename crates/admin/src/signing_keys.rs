@@ -108,10 +108,7 @@ pub async fn rotate(
             )))
         }
     };
-    let key = state
-        .store
-        .rotate_signing_key(a.tenant.id, grace)
-        .await?;
+    let key = state.store.rotate_signing_key(a.tenant.id, grace).await?;
     // Edges cache signing keys for a second: with grace 0 the old key stops verifying within it.
     a.audit(
         &state,
