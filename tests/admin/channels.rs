@@ -11,6 +11,7 @@ both_backends!(
     channels_are_created_listed_patched_and_deleted,
     history_size_is_bounded_by_the_plan,
     the_list_shows_live_subscribers_and_the_last_event_id,
+    the_limits_show_the_connections_open_now,
     deleting_a_channel_clears_its_history_and_ends_its_streams,
     a_private_channel_needs_a_token,
     rotated_signing_keys_verify_for_the_grace_period,
@@ -199,6 +200,34 @@ async fn the_list_shows_live_subscribers_and_the_last_event_id(app: TestApp) {
     })
     .await;
     assert!(seen, "the list shows one subscriber and the last id");
+}
+
+async fn the_limits_show_the_connections_open_now(app: TestApp) {
+    let (slug, _key) = app.tenant("acme").await;
+    let connections = || async {
+        let limits = call_ok(
+            &app,
+            &app.client,
+            "GET",
+            "/api/v1/tenants/acme/limits",
+            None,
+            200,
+        )
+        .await;
+        limits["today"]["connections"].clone()
+    };
+    assert_eq!(connections().await, json!(0));
+    let one = app.subscribe(&slug, "orders", None).await;
+    let two = app.subscribe(&slug, "invoices", None).await;
+    assert_eq!(
+        connections().await,
+        json!(2),
+        "both open streams count at once"
+    );
+    drop(one);
+    let closed = herald_tests::eventually(10, || async { connections().await == json!(1) }).await;
+    assert!(closed, "a closed stream stops counting");
+    drop(two);
 }
 
 async fn deleting_a_channel_clears_its_history_and_ends_its_streams(app: TestApp) {

@@ -84,10 +84,12 @@ function GetStarted({ tenant, onDismiss }) {
 }
 
 function Stat({ label, value, of, hint }) {
-  const pct = of ? Math.min(100, (100 * value) / of) : null;
+  // null: not known right now (the broker is unreachable).
+  const known = value !== null && value !== undefined;
+  const pct = of && known ? Math.min(100, (100 * value) / of) : null;
   return html`<div class="stat">
     <p class="stat-label">${label}</p>
-    <p class="stat-value">${fmt.n(value)}${of ? html`<span class="of"> / ${fmt.n(of)}</span>` : ""}</p>
+    <p class="stat-value">${known ? fmt.n(value) : "—"}${of ? html`<span class="of"> / ${fmt.n(of)}</span>` : ""}</p>
     ${pct !== null &&
     html`<div class="meter" aria-hidden="true"><span class=${"meter-fill" + (pct > 80 ? " hot" : "")} style=${{ width: `${Math.max(pct, 1)}%` }}></span></div>`}
     ${hint && html`<p class="hint">${hint}</p>`}
@@ -117,8 +119,8 @@ function Dashboard({ tenant }) {
   return html`<section aria-labelledby="dash-title" class="dashboard">
     <h2 id="dash-title">Usage</h2>
     <div class="stats">
-      <${Stat} label="Peak connections today" value=${limits.today.peak_connections} of=${limits.limits.max_connections}
-        hint=${`Open now on configured channels: ${fmt.n(now)}`} />
+      <${Stat} label="Connections now" value=${limits.today.connections} of=${limits.limits.max_connections}
+        hint=${`Peak today: ${fmt.n(limits.today.peak_connections)} · on configured channels now: ${fmt.n(now)}`} />
       <${Stat} label="Messages today" value=${limits.today.messages} of=${limits.limits.messages_per_day}
         hint=${`Daily quota of the ${limits.plan} plan (UTC)`} />
       <${Stat} label="Deliveries today" value=${today.deliveries} hint="Events written to subscribers" />

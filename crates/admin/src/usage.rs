@@ -97,12 +97,15 @@ impl From<Plan> for PlanView {
 
 /// Today's use against the plan.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"messages": 1200, "peak_connections": 42}))]
+#[schema(example = json!({"messages": 1200, "peak_connections": 42, "connections": 17}))]
 pub struct TodayView {
     /// Events accepted today (UTC), as recorded so far.
     messages: u64,
     /// The most concurrent connections seen today.
     peak_connections: u64,
+    /// Subscriber connections open now, across all edge processes (other processes' counts
+    /// are up to a couple of seconds old); `null` while the broker is unreachable.
+    connections: Option<u64>,
 }
 
 /// The plan's limits and today's use.
@@ -110,7 +113,7 @@ pub struct TodayView {
 #[schema(example = json!({"plan": "free", "limits": {"max_connections": 200, "messages_per_day": 200000,
     "max_message_bytes": 65536, "publish_per_second": 50, "publish_burst": 100,
     "channels_per_connection": 16, "max_history_size": 1000, "connects_per_second": 100},
-    "today": {"messages": 1200, "peak_connections": 42}}))]
+    "today": {"messages": 1200, "peak_connections": 42, "connections": 17}}))]
 pub struct LimitsView {
     /// The plan's name.
     plan: String,
@@ -225,12 +228,21 @@ pub async fn limits(
         .pop()
         .map(|d| d.usage)
         .unwrap_or_default();
+    // The dashboard still shows the rest while the broker is down.
+    let connections = match state.broker.connections(&a.tenant.slug).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "connection count unavailable");
+            None
+        }
+    };
     Ok(axum::Json(LimitsView {
         limits: state.plan(&a.tenant.plan).clone().into(),
         plan: a.tenant.plan,
         today: TodayView {
             messages: today.messages,
             peak_connections: today.peak_connections,
+            connections,
         },
     })
     .into_response())

@@ -397,6 +397,7 @@ pub async fn connection_permits_are_counted_until_dropped(b: Arc<impl Broker>) {
         .unwrap()
         .expect("second");
     assert_eq!(p2.total, 2);
+    assert_eq!(b.connections(&acme).await.unwrap(), 2, "both are counted");
     assert!(
         b.acquire_connection(&acme, 2).await.unwrap().is_none(),
         "the third is refused"
@@ -406,6 +407,11 @@ pub async fn connection_permits_are_counted_until_dropped(b: Arc<impl Broker>) {
         "other tenants are unaffected"
     );
     drop(p1);
+    assert_eq!(
+        b.connections(&acme).await.unwrap(),
+        1,
+        "a dropped permit stops counting"
+    );
     let mut again = None;
     for _ in 0..250 {
         again = b.acquire_connection(&acme, 2).await.unwrap();
@@ -415,5 +421,6 @@ pub async fn connection_permits_are_counted_until_dropped(b: Arc<impl Broker>) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(again.is_some(), "a released connection can be taken again");
-    drop(p2);
+    drop((p2, again));
+    assert_eq!(b.connections(&acme).await.unwrap(), 0);
 }

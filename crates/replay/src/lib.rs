@@ -265,6 +265,11 @@ pub trait Broker: Send + Sync + 'static {
         limit: u64,
     ) -> Result<Option<ConnectionPermit>, BrokerError>;
 
+    /// The tenant's open subscriber connections on every process: this process's count is
+    /// current, others' as they last reported (a couple of seconds old at most), and a process
+    /// that died stops counting within seconds.
+    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError>;
+
     /// Subscribers of the channel on every process (a process's count may lag by a couple of
     /// seconds; a process that died stops counting within seconds).
     async fn subscribers(&self, channel: &ChannelKey) -> Result<usize, BrokerError>;

@@ -258,6 +258,11 @@ impl Broker for InProcessBroker {
         })))
     }
 
+    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError> {
+        let counts = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(counts.get(tenant).copied().unwrap_or(0))
+    }
+
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
         Ok(match self.existing(key) {
             None => ChannelInfo {

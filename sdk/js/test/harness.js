@@ -42,7 +42,7 @@ export async function startHerald(extra = []) {
   delete env.HERALD_DATABASE_URL;
   const child = spawn(
     heraldBin(),
-    ["serve", "--listen", "127.0.0.1:0", "--database-url", `sqlite://${join(dir, "herald.db")}`, ...extra],
+    ["serve", "--listen", "127.0.0.1:0", "--database-url", `sqlite://${join(dir, "herald.db")}`, "--signup-per-ip-per-hour", "0", ...extra],
     { env, stdio: ["ignore", "pipe", "ignore"] },
   );
   const exited = once(child, "exit").then(([code]) => {

@@ -36,7 +36,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if k not in ("HERALD_REDIS_URL", "HERALD_DATABASE_URL")}
         env["RUST_LOG"] = "warn"
         self.proc = subprocess.Popen(
-            [herald_bin(), "serve", "--listen", "127.0.0.1:0", "--database-url", f"sqlite://{self.dir}/herald.db", *extra],
+            [herald_bin(), "serve", "--listen", "127.0.0.1:0", "--database-url", f"sqlite://{self.dir}/herald.db", "--signup-per-ip-per-hour", "0", *extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

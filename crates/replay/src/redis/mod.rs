@@ -179,6 +179,31 @@ impl RedisBroker {
             _ => None,
         })
     }
+
+    /// The sum of other processes' last reported counts, of those still proving they are alive
+    /// (this process's own entry is skipped: the caller has it fresh).
+    async fn alive_sum(
+        &self,
+        con: &mut ConnectionManager,
+        counts: &HashMap<String, u64>,
+    ) -> Result<u64, BrokerError> {
+        let others: Vec<(&String, &u64)> =
+            counts.iter().filter(|(p, _)| **p != self.process).collect();
+        if others.is_empty() {
+            return Ok(0);
+        }
+        let mut check = redis::pipe();
+        for (p, _) in &others {
+            check.cmd("EXISTS").arg(alive_key(&self.prefix, p));
+        }
+        let alive: Vec<bool> = check.query_async(con).await.map_err(unavailable)?;
+        Ok(others
+            .iter()
+            .zip(alive)
+            .filter(|(_, a)| *a)
+            .map(|((_, n), _)| **n)
+            .sum())
+    }
 }
 
 #[async_trait]
@@ -300,6 +325,24 @@ impl Broker for RedisBroker {
         })))
     }
 
+    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError> {
+        let mut con = self.con.clone();
+        let counts: HashMap<String, u64> = redis::cmd("HGETALL")
+            .arg(connections_key(&self.prefix, tenant))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let own = {
+            let local = self
+                .shared
+                .connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            local.get(tenant).copied().unwrap_or(0)
+        };
+        Ok(own + self.alive_sum(&mut con, &counts).await?)
+    }
+
     async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
         let mut con = self.con.clone();
         let counts: HashMap<String, usize> = redis::cmd("HGETALL")
@@ -308,23 +351,9 @@ impl Broker for RedisBroker {
             .await
             .map_err(unavailable)?;
         // Our own count is read fresh; others' as they last reported, if still alive.
-        let others: Vec<(&String, &usize)> =
-            counts.iter().filter(|(p, _)| **p != self.process).collect();
-        let mut total = self.shared.hub.subscribers(key);
-        if !others.is_empty() {
-            let mut check = redis::pipe();
-            for (p, _) in &others {
-                check.cmd("EXISTS").arg(alive_key(&self.prefix, p));
-            }
-            let alive: Vec<bool> = check.query_async(&mut con).await.map_err(unavailable)?;
-            total += others
-                .iter()
-                .zip(alive)
-                .filter(|(_, a)| *a)
-                .map(|((_, n), _)| **n)
-                .sum::<usize>();
-        }
-        Ok(total)
+        let counts: HashMap<String, u64> = counts.into_iter().map(|(p, n)| (p, n as u64)).collect();
+        let others = self.alive_sum(&mut con, &counts).await?;
+        Ok(self.shared.hub.subscribers(key) + others as usize)
     }
 
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
