@@ -4,11 +4,12 @@
 
 import { chromium } from "playwright-core";
 import { mkdirSync, readFileSync, existsSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { createRequire } from "node:module";
 import { ROOT } from "./herald.js";
 
-export const SHOTS = join(process.env.CARGO_TARGET_DIR ? join(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, "target"), "e2e-screenshots");
+// `resolve`, not `join`: the test command passes an absolute CARGO_TARGET_DIR.
+export const SHOTS = join(process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, "target"), "e2e-screenshots");
 // Each run starts clean, so a failure-*.png is always from this run.
 rmSync(SHOTS, { recursive: true, force: true });
 mkdirSync(SHOTS, { recursive: true });
