@@ -211,6 +211,32 @@ pub enum BrokerError {
     Protocol(String),
 }
 
+/// Who is connected, counted across every process: the tenant's concurrent-connection quota
+/// and a channel's subscribers.
+///
+/// Apart from [`Broker`] because it is bookkeeping about connections, not about events: nothing
+/// in it touches a channel's history or its fan-out. Every broker implements it (it is a
+/// supertrait), since the counts must be shared by the same processes that share the history.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Takes one of the tenant's `limit` concurrent connections, counted across every process;
+    /// `None` when all are taken. A process that dies stops counting within seconds.
+    async fn acquire_connection(
+        &self,
+        tenant: &TenantSlug,
+        limit: u64,
+    ) -> Result<Option<ConnectionPermit>, BrokerError>;
+
+    /// The tenant's open subscriber connections on every process: this process's count is
+    /// current, others' as they last reported (a couple of seconds old at most), and a process
+    /// that died stops counting within seconds.
+    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError>;
+
+    /// Subscribers of the channel on every process (a process's count may lag by a couple of
+    /// seconds; a process that died stops counting within seconds).
+    async fn subscribers(&self, channel: &ChannelKey) -> Result<usize, BrokerError>;
+}
+
 /// The history and fan-out of every channel.
 ///
 /// The ordering promise: an event [`Broker::append`] has returned for is in the history, and is
@@ -218,7 +244,7 @@ pub enum BrokerError {
 /// channel. A subscriber that joins first and then reads history after its cursor therefore
 /// misses nothing and, dropping live events at or before the last one it read, sees none twice.
 #[async_trait]
-pub trait Broker: Send + Sync + 'static {
+pub trait Broker: Presence {
     /// Appends events to their channels' histories and announces them, all or nothing, in
     /// order. With an idempotency key, a repeat (same key, same fingerprint) within
     /// [`IDEMPOTENCY_TTL`] appends nothing and answers the first cursors again, however many
@@ -256,23 +282,6 @@ pub trait Broker: Send + Sync + 'static {
             )),
         }
     }
-
-    /// Takes one of the tenant's `limit` concurrent connections, counted across every process;
-    /// `None` when all are taken. A process that dies stops counting within seconds.
-    async fn acquire_connection(
-        &self,
-        tenant: &TenantSlug,
-        limit: u64,
-    ) -> Result<Option<ConnectionPermit>, BrokerError>;
-
-    /// The tenant's open subscriber connections on every process: this process's count is
-    /// current, others' as they last reported (a couple of seconds old at most), and a process
-    /// that died stops counting within seconds.
-    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError>;
-
-    /// Subscribers of the channel on every process (a process's count may lag by a couple of
-    /// seconds; a process that died stops counting within seconds).
-    async fn subscribers(&self, channel: &ChannelKey) -> Result<usize, BrokerError>;
 
     /// The channel's newest cursor and how many events it retains.
     async fn channel_info(&self, channel: &ChannelKey) -> Result<ChannelInfo, BrokerError>;

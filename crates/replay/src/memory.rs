@@ -18,7 +18,7 @@ use herald_core::TenantSlug;
 
 use crate::{
     Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, ConnectionPermit, DailyQuota,
-    Gap, History, Idempotency, Retention, StoredEvent, Target, IDEMPOTENCY_TTL,
+    Gap, History, Idempotency, Presence, Retention, StoredEvent, Target, IDEMPOTENCY_TTL,
 };
 
 /// A single-node broker that keeps every channel's history in memory.
@@ -230,39 +230,6 @@ impl Broker for InProcessBroker {
         Ok(Appended::Fresh(cursors))
     }
 
-    async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
-        Ok(self.hub.subscribers(key))
-    }
-
-    async fn acquire_connection(
-        &self,
-        tenant: &TenantSlug,
-        limit: u64,
-    ) -> Result<Option<ConnectionPermit>, BrokerError> {
-        let mut counts = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        let n = counts.entry(tenant.clone()).or_insert(0);
-        if *n >= limit {
-            return Ok(None);
-        }
-        *n += 1;
-        let total = *n;
-        let (counts, tenant) = (self.connections.clone(), tenant.clone());
-        Ok(Some(ConnectionPermit::new(total, move || {
-            let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = counts.get_mut(&tenant) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    counts.remove(&tenant);
-                }
-            }
-        })))
-    }
-
-    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError> {
-        let counts = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(counts.get(tenant).copied().unwrap_or(0))
-    }
-
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
         Ok(match self.existing(key) {
             None => ChannelInfo {
@@ -343,6 +310,42 @@ impl Broker for InProcessBroker {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|key, _| !target.covers(key));
         self.end_streams(target).await
+    }
+}
+
+#[async_trait]
+impl Presence for InProcessBroker {
+    async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
+        Ok(self.hub.subscribers(key))
+    }
+
+    async fn acquire_connection(
+        &self,
+        tenant: &TenantSlug,
+        limit: u64,
+    ) -> Result<Option<ConnectionPermit>, BrokerError> {
+        let mut counts = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(tenant.clone()).or_insert(0);
+        if *n >= limit {
+            return Ok(None);
+        }
+        *n += 1;
+        let total = *n;
+        let (counts, tenant) = (self.connections.clone(), tenant.clone());
+        Ok(Some(ConnectionPermit::new(total, move || {
+            let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&tenant) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&tenant);
+                }
+            }
+        })))
+    }
+
+    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError> {
+        let counts = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(counts.get(tenant).copied().unwrap_or(0))
     }
 }
 

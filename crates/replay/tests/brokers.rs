@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use herald_core::TenantSlug;
 use herald_replay::contract::{ev, keep, key};
-use herald_replay::{Broker, Gap, RedisBroker, RedisConfig};
+use herald_replay::{Broker, Gap, Presence, RedisBroker, RedisConfig};
 
 fn redis_url() -> String {
     std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())

@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::hub::{Hub, LiveEvent, Subscription};
 use crate::{
     Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, ConnectionPermit, DailyQuota,
-    Gap, History, Idempotency, StoredEvent, Target,
+    Gap, History, Idempotency, Presence, StoredEvent, Target,
 };
 use herald_core::{ChannelName, TenantSlug};
 
@@ -270,92 +270,6 @@ impl Broker for RedisBroker {
         }
     }
 
-    async fn acquire_connection(
-        &self,
-        tenant: &TenantSlug,
-        limit: u64,
-    ) -> Result<Option<ConnectionPermit>, BrokerError> {
-        // Counted locally first: a report of this process's counts that runs while the script
-        // is in flight then errs on the side of refusing, never of admitting too many.
-        let local = |delta: i64| {
-            let mut counts = self
-                .shared
-                .connections
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let n = counts.entry(tenant.clone()).or_insert(0);
-            *n = n.saturating_add_signed(delta);
-            if *n == 0 {
-                counts.remove(tenant);
-            }
-        };
-        local(1);
-        let total: Result<i64, _> = ACQUIRE
-            .key(connections_key(&self.prefix, tenant))
-            .arg(&self.process)
-            .arg(limit)
-            .arg(format!("{}:alive:", self.prefix))
-            .arg(ALIVE_SECS)
-            .invoke_async(&mut self.con.clone())
-            .await;
-        let total = match total {
-            Ok(t) => t,
-            Err(e) => {
-                local(-1);
-                return Err(unavailable(e));
-            }
-        };
-        let Ok(total) = u64::try_from(total) else {
-            local(-1);
-            return Ok(None);
-        };
-        let (shared, releases, tenant) =
-            (self.shared.clone(), self.releases.clone(), tenant.clone());
-        Ok(Some(ConnectionPermit::new(total, move || {
-            // Decrement and queue the release under one lock, so that a report sees either
-            // both or neither.
-            let mut counts = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(n) = counts.get_mut(&tenant) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    counts.remove(&tenant);
-                }
-            }
-            let _ = releases.send(tenant);
-        })))
-    }
-
-    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError> {
-        let mut con = self.con.clone();
-        let counts: HashMap<String, u64> = redis::cmd("HGETALL")
-            .arg(connections_key(&self.prefix, tenant))
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        let own = {
-            let local = self
-                .shared
-                .connections
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            local.get(tenant).copied().unwrap_or(0)
-        };
-        Ok(own + self.alive_sum(&mut con, &counts).await?)
-    }
-
-    async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
-        let mut con = self.con.clone();
-        let counts: HashMap<String, usize> = redis::cmd("HGETALL")
-            .arg(subscribers_key(&self.prefix, key))
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        // Our own count is read fresh; others' as they last reported, if still alive.
-        let counts: HashMap<String, u64> = counts.into_iter().map(|(p, n)| (p, n as u64)).collect();
-        let others = self.alive_sum(&mut con, &counts).await?;
-        Ok(self.shared.hub.subscribers(key) + others as usize)
-    }
-
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
         let (stream, meta) = self.keys(key);
         let mut con = self.con.clone();
@@ -496,5 +410,94 @@ impl Broker for RedisBroker {
             }
         }
         self.end_streams(target).await
+    }
+}
+
+#[async_trait]
+impl Presence for RedisBroker {
+    async fn acquire_connection(
+        &self,
+        tenant: &TenantSlug,
+        limit: u64,
+    ) -> Result<Option<ConnectionPermit>, BrokerError> {
+        // Counted locally first: a report of this process's counts that runs while the script
+        // is in flight then errs on the side of refusing, never of admitting too many.
+        let local = |delta: i64| {
+            let mut counts = self
+                .shared
+                .connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(tenant.clone()).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                counts.remove(tenant);
+            }
+        };
+        local(1);
+        let total: Result<i64, _> = ACQUIRE
+            .key(connections_key(&self.prefix, tenant))
+            .arg(&self.process)
+            .arg(limit)
+            .arg(format!("{}:alive:", self.prefix))
+            .arg(ALIVE_SECS)
+            .invoke_async(&mut self.con.clone())
+            .await;
+        let total = match total {
+            Ok(t) => t,
+            Err(e) => {
+                local(-1);
+                return Err(unavailable(e));
+            }
+        };
+        let Ok(total) = u64::try_from(total) else {
+            local(-1);
+            return Ok(None);
+        };
+        let (shared, releases, tenant) =
+            (self.shared.clone(), self.releases.clone(), tenant.clone());
+        Ok(Some(ConnectionPermit::new(total, move || {
+            // Decrement and queue the release under one lock, so that a report sees either
+            // both or neither.
+            let mut counts = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&tenant) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&tenant);
+                }
+            }
+            let _ = releases.send(tenant);
+        })))
+    }
+
+    async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError> {
+        let mut con = self.con.clone();
+        let counts: HashMap<String, u64> = redis::cmd("HGETALL")
+            .arg(connections_key(&self.prefix, tenant))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let own = {
+            let local = self
+                .shared
+                .connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            local.get(tenant).copied().unwrap_or(0)
+        };
+        Ok(own + self.alive_sum(&mut con, &counts).await?)
+    }
+
+    async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
+        let mut con = self.con.clone();
+        let counts: HashMap<String, usize> = redis::cmd("HGETALL")
+            .arg(subscribers_key(&self.prefix, key))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        // Our own count is read fresh; others' as they last reported, if still alive.
+        let counts: HashMap<String, u64> = counts.into_iter().map(|(p, n)| (p, n as u64)).collect();
+        let others = self.alive_sum(&mut con, &counts).await?;
+        Ok(self.shared.hub.subscribers(key) + others as usize)
     }
 }
