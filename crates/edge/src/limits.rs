@@ -97,12 +97,9 @@ impl Limits {
         Ok(())
     }
 
+    /// The name of the tenant's plan as [`Limits::plan`] resolves it: its limiters' key.
     fn plan_name<'a>(&'a self, tenant: &'a Tenant) -> &'a str {
-        if self.plans.get(&tenant.plan).is_some() {
-            &tenant.plan
-        } else {
-            &self.default_plan
-        }
+        self.plans.resolve_named(&tenant.plan, &self.default_plan).0
     }
 
     /// Forgets keys whose allowance is full again: they are indistinguishable from new ones.
@@ -241,6 +238,19 @@ mod tests {
     fn an_unknown_plan_falls_back_to_the_default() {
         let limits = Limits::new(plans(5, 5), "free".into(), 0);
         assert_eq!(limits.plan(&tenant("gone")).max_connections, 200);
+    }
+
+    /// The limits and the rates of a tenant whose plan is gone come from one fallback: with the
+    /// default gone too, both are those of the first configured plan.
+    #[test]
+    fn an_unknown_plan_is_rate_limited_as_the_plan_it_falls_back_to() {
+        let limits = Limits::new(plans(5, 5), "also-gone".into(), 0);
+        let (t, key) = (tenant("gone"), KeyId::parse("abcd1234").unwrap());
+        let fallback = limits.plan(&t).clone();
+        let burst = usize::try_from(fallback.publish_burst).unwrap();
+        limits.publish(&t, &key, burst).unwrap();
+        let refused = limits.publish(&t, &key, 1).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
     }
 
     #[test]

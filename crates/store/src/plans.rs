@@ -109,12 +109,20 @@ impl Plans {
     /// removed from the plans file) falls back to the `default` plan, then to any configured
     /// plan, then to the built-in `free` plan: a tenant always has limits.
     pub fn resolve(&self, name: &str, default: &str) -> &Plan {
+        self.resolve_named(name, default).1
+    }
+
+    /// [`Plans::resolve`], with the name of the plan it picked: what a tenant's per-plan state
+    /// (its rate limiters) is kept under.
+    pub fn resolve_named(&self, name: &str, default: &str) -> (&str, &Plan) {
         static FREE: std::sync::LazyLock<Plan> =
             std::sync::LazyLock::new(|| Plans::builtin().plans["free"].clone());
-        self.get(name)
-            .or_else(|| self.get(default))
-            .or_else(|| self.plans.values().next())
-            .unwrap_or(&FREE)
+        [name, default]
+            .into_iter()
+            .find_map(|n| self.plans.get_key_value(n))
+            .or_else(|| self.plans.iter().next())
+            .map(|(n, p)| (n.as_str(), p))
+            .unwrap_or(("free", &FREE))
     }
 }
 
@@ -132,6 +140,9 @@ mod tests {
             plans: BTreeMap::new(),
         };
         assert_eq!(empty.resolve("gone", "free"), &plans.plans["free"]);
+        assert_eq!(plans.resolve_named("gone", "pro").0, "pro");
+        assert_eq!(plans.resolve_named("gone", "also-gone").0, "business");
+        assert_eq!(empty.resolve_named("gone", "pro").0, "free");
     }
 
     #[test]
