@@ -145,6 +145,17 @@ pub struct Config {
     )]
     pub usage_flush_secs: u64,
 
+    /// Seconds an edge keeps answering from its last known view of tenants, keys, channels and
+    /// signing keys while the database is unreachable (then requests that need them get 503);
+    /// 0 = not at all.
+    #[arg(
+        long,
+        env = "HERALD_CONTROL_STALE_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub control_stale_secs: u64,
+
     /// A TOML file of plans (`[plans.<name>]` tables); it replaces the built-in plans.
     #[arg(long, env = "HERALD_PLANS", global = true)]
     pub plans: Option<std::path::PathBuf>,
@@ -286,6 +297,11 @@ impl Config {
         Duration::from_secs(self.drain_secs)
     }
 
+    /// How long the cached control-plane view stands in for an unreachable database.
+    pub fn control_stale_for(&self) -> Duration {
+        Duration::from_secs(self.control_stale_secs)
+    }
+
     /// How long a rotated-out signing key still verifies.
     pub fn signing_key_grace(&self) -> Duration {
         Duration::from_secs(self.signing_key_grace_secs)
@@ -334,6 +350,10 @@ mod tests {
         assert_eq!(cli.command, None);
         assert_eq!(cli.config.heartbeat_secs, 3);
         assert_eq!(cli.config.signing_key_grace(), Duration::from_secs(86_400));
+        assert_eq!(
+            cli.config.control_stale_for(),
+            herald_store::cache::DEFAULT_STALE_FOR
+        );
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct App {
 struct Health {
     store: Store,
     broker: Arc<dyn Broker>,
+    /// An edge only: it rides out a database outage on its cached view, so it stays ready.
+    database_optional: bool,
 }
 
 impl App {
@@ -109,7 +111,7 @@ impl App {
         }
         let broker = connect_broker(config.broker()).await?;
         let shutdown = CancellationToken::new();
-        let view = Arc::new(ControlView::new(store.clone()));
+        let view = Arc::new(ControlView::new(store.clone(), config.control_stale_for()));
         let plans = Arc::new(config.load_plans()?);
         let limits = Arc::new(Limits::new(
             plans.clone(),
@@ -169,6 +171,7 @@ impl App {
         let health = Health {
             store: store.clone(),
             broker,
+            database_optional: routes == Routes::Edge,
         };
         let router = router
             .route("/healthz", get(|| async { "ok\n" }))
@@ -285,18 +288,36 @@ pub async fn connect_broker(kind: BrokerKind) -> anyhow::Result<Arc<dyn Broker>>
     })
 }
 
+/// How long `/readyz` waits for the database: well under the 1 s a Kubernetes probe waits by
+/// default, so that an edge answers `degraded` in time rather than looking unready.
+const READY_DATABASE_WAIT: Duration = Duration::from_millis(500);
+
 async fn ready(State(health): State<Health>) -> Response {
-    let store = health.store.ping().await;
-    let broker = health.broker.ping().await;
+    let (store, broker) = tokio::join!(
+        tokio::time::timeout(READY_DATABASE_WAIT, health.store.ping()),
+        health.broker.ping()
+    );
+    let store = match store {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_elapsed) => Err(format!(
+            "no answer within {} ms",
+            READY_DATABASE_WAIT.as_millis()
+        )),
+    };
+    if let Err(e) = &store {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+    }
+    if let Err(e) = &broker {
+        tracing::warn!(error = %e, "readiness: broker unreachable");
+    }
     match (store, broker) {
         (Ok(()), Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-        (store, broker) => {
-            if let Err(e) = store {
-                tracing::warn!(error = %e, "readiness: database unreachable");
-            }
-            if let Err(e) = broker {
-                tracing::warn!(error = %e, "readiness: broker unreachable");
-            }
+        (Err(_), Ok(())) if health.database_optional => (
+            StatusCode::OK,
+            "degraded: the database is unreachable; serving from the cached control-plane view\n",
+        )
+            .into_response(),
+        _ => {
             ApiError::new(ErrorCode::Unavailable, "database or broker unreachable").into_response()
         }
     }

@@ -8,13 +8,26 @@
 //! (single flight: a thousand subscribers arriving together cost one query, not a thousand).
 //! Entries are `Arc`s, so a hit is a reference count. Both routers use one [`ControlView`]; the
 //! admin API of the same process tells it of its changes at once.
+//!
+//! **Stale if error.** An edge must ride out a database outage for the tenants, keys and channels
+//! it has seen. Each cache therefore also remembers the last answer the store gave for every key,
+//! and when a refresh finds the store unreachable it answers that one instead, for at most
+//! [`Fallback::stale_for`] after it was loaded (then the error goes through: 503). Only answers
+//! the store actually gave are remembered, the newest one wins, so a revocation or suspension
+//! that reached this process is never undone by the fallback; [`Cache::forget`] drops both.
+//! Once a load has found the store unreachable, the next [`RETRY`] does not wait on it again:
+//! loads answer from what is known, or fail at once, and one load per [`RETRY`] tries the
+//! store. A refresh that has something to fall back on, and any such probe, waits for the store
+//! at most [`PATIENCE`]; only a load with nothing to fall back on while the store seems fine
+//! waits for the pool's whole acquire timeout.
 
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_core::{ChannelName, KeyId, TenantSlug};
+use tokio::time::Instant;
 
 use crate::{ApiKeyAuth, ChannelSettings, SigningKey, Store, StoreError, Tenant, TenantId};
 
@@ -22,48 +35,221 @@ use crate::{ApiKeyAuth, ChannelSettings, SigningKey, Store, StoreError, Tenant, 
 pub const TTL: Duration = Duration::from_secs(1);
 /// Entries kept at most per cache.
 pub const MAX_ENTRIES: u64 = 100_000;
+/// How long the last known answers are served while the store is unreachable, unless configured
+/// otherwise (`--control-stale-secs`).
+pub const DEFAULT_STALE_FOR: Duration = Duration::from_secs(600);
+/// After a load found the store unreachable, how long until a load tries it again.
+pub const RETRY: Duration = Duration::from_secs(1);
+/// How long a load that can fall back on a last known answer waits for the store: a refresh
+/// must not hold a publish for the pool's whole acquire timeout.
+pub const PATIENCE: Duration = Duration::from_millis(500);
 
-/// A bounded, expiring, single-flight cache of store answers.
+/// What the caches of one [`ControlView`] share about the store's health: how long a last known
+/// answer may stand in for it, and whether it was unreachable a moment ago.
+#[derive(Debug)]
+pub struct Fallback {
+    stale_for: Duration,
+    state: Mutex<Health>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    /// When a load first found the store unreachable, in this outage.
+    down_since: Option<Instant>,
+    /// While down: when the next load may try the store.
+    next_try: Instant,
+}
+
+impl Fallback {
+    /// Last known answers stand in for an unreachable store for `stale_for` after they were
+    /// loaded; `Duration::ZERO` turns the fallback off.
+    pub fn new(stale_for: Duration) -> Fallback {
+        Fallback {
+            stale_for,
+            state: Mutex::new(Health {
+                down_since: None,
+                next_try: Instant::now(),
+            }),
+        }
+    }
+
+    /// How long a last known answer may stand in for the store.
+    pub fn stale_for(&self) -> Duration {
+        self.stale_for
+    }
+
+    /// Since when loads find the store unreachable, if they do.
+    pub fn down_since(&self) -> Option<Instant> {
+        self.health().down_since
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a load should ask the store now: always while it answers; while it does not,
+    /// one load per [`RETRY`], as a probe.
+    fn attempt(&self) -> Attempt {
+        let mut health = self.health();
+        if health.down_since.is_none() {
+            return Attempt::Ask;
+        }
+        let now = Instant::now();
+        if now < health.next_try {
+            return Attempt::Skip;
+        }
+        health.next_try = now + RETRY;
+        Attempt::Probe
+    }
+
+    fn unreachable(&self) {
+        let now = Instant::now();
+        let mut health = self.health();
+        health.next_try = now + RETRY;
+        if health.down_since.is_none() {
+            health.down_since = Some(now);
+            tracing::warn!(
+                stale_for_secs = self.stale_for.as_secs(),
+                "the database is unreachable: answering from the last known control-plane view"
+            );
+        }
+    }
+
+    fn answered(&self) {
+        if let Some(since) = self.health().down_since.take() {
+            tracing::info!(
+                down_for_ms = since.elapsed().as_millis() as u64,
+                "the database answers again"
+            );
+        }
+    }
+}
+
+/// What a load does about the store, given its health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// It answers: ask it.
+    Ask,
+    /// It did not answer a moment ago: do not ask.
+    Skip,
+    /// It has not answered for a while: ask, but wait no longer than [`PATIENCE`].
+    Probe,
+}
+
+/// A bounded, expiring, single-flight cache of store answers, answering the last known one
+/// while the store is unreachable (see the module's documentation).
 pub struct Cache<K, V> {
-    entries: moka::future::Cache<K, V>,
+    fresh: moka::future::Cache<K, V>,
+    known: moka::future::Cache<K, Known<V>>,
+    fallback: Arc<Fallback>,
+}
+
+/// The last answer the store gave for a key, and when.
+#[derive(Clone)]
+struct Known<V> {
+    value: V,
+    loaded: Instant,
 }
 
 impl<K, V> Cache<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// A cache of at most `capacity` entries, each trusted for [`TTL`].
-    pub fn new(capacity: u64) -> Self {
+    /// A cache of at most `capacity` entries, each trusted for `ttl`, with `fallback`'s bound on
+    /// answering stale.
+    pub fn new(capacity: u64, ttl: Duration, fallback: Arc<Fallback>) -> Self {
         Self {
-            entries: moka::future::Cache::builder()
+            fresh: moka::future::Cache::builder()
                 .max_capacity(capacity)
-                .time_to_live(TTL)
+                .time_to_live(ttl)
                 .build(),
+            known: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                // Only to free the memory: the bound itself is checked on `Known::loaded`.
+                .time_to_live(fallback.stale_for)
+                .build(),
+            fallback,
         }
     }
 
     /// The cached value of `key`, or the one `load` answers. Concurrent misses of one key wait
-    /// for a single `load`; a failed load is not cached, and every waiter gets its error.
+    /// for a single `load`; a failed load is not cached, and every waiter gets its error, or,
+    /// when the store was unreachable, the last known answer while it is young enough.
     pub async fn get_or_load<F>(&self, key: K, load: F) -> Result<V, StoreError>
     where
         F: Future<Output = Result<V, StoreError>>,
     {
-        self.entries
-            .try_get_with(key, load)
+        let fallback = &self.fallback;
+        let init = async {
+            let known = self
+                .known
+                .get(&key)
+                .await
+                .filter(|k| k.loaded.elapsed() <= fallback.stale_for);
+            let attempt = fallback.attempt();
+            if attempt == Attempt::Skip {
+                return known.map(|k| k.value).ok_or_else(not_retried_yet);
+            }
+            let loaded = if known.is_some() || attempt == Attempt::Probe {
+                tokio::time::timeout(PATIENCE, load)
+                    .await
+                    .unwrap_or_else(|_elapsed| Err(too_slow()))
+            } else {
+                load.await
+            };
+            match loaded {
+                Ok(value) => {
+                    fallback.answered();
+                    if !fallback.stale_for.is_zero() {
+                        let known = Known {
+                            value: value.clone(),
+                            loaded: Instant::now(),
+                        };
+                        self.known.insert(key.clone(), known).await;
+                    }
+                    Ok(value)
+                }
+                Err(e) if e.is_unavailable() => {
+                    fallback.unreachable();
+                    known.map(|k| k.value).ok_or(e)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        self.fresh
+            .try_get_with(key.clone(), init)
             .await
             .map_err(StoreError::shared)
     }
 
-    /// Drops `key`, so that the next read loads it again.
+    /// Drops `key`, its last known answer included, so that the next read loads it again.
     pub async fn forget(&self, key: &K) {
-        self.entries.invalidate(key).await;
+        self.fresh.invalidate(key).await;
+        self.known.invalidate(key).await;
     }
+}
+
+/// What a load gets when the store was found unreachable less than [`RETRY`] ago and there is
+/// nothing to fall back on.
+fn not_retried_yet() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the database was unreachable a moment ago",
+    )))
+}
+
+fn too_slow() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {} ms", PATIENCE.as_millis()),
+    )))
 }
 
 /// Cached reads of the control plane.
 pub struct ControlView {
     store: Store,
+    fallback: Arc<Fallback>,
     tenants: Cache<TenantSlug, Option<Arc<Tenant>>>,
     keys: Cache<KeyId, Option<Arc<ApiKeyAuth>>>,
     channels: Cache<(TenantId, ChannelName), Arc<ChannelSettings>>,
@@ -71,14 +257,23 @@ pub struct ControlView {
 }
 
 impl ControlView {
-    pub fn new(store: Store) -> Self {
+    /// The view of `store`, answering from its last known answers for up to `stale_for` while
+    /// the store is unreachable.
+    pub fn new(store: Store, stale_for: Duration) -> Self {
+        let fallback = Arc::new(Fallback::new(stale_for));
         Self {
             store,
-            tenants: Cache::new(MAX_ENTRIES),
-            keys: Cache::new(MAX_ENTRIES),
-            channels: Cache::new(MAX_ENTRIES),
-            signing_keys: Cache::new(MAX_ENTRIES),
+            tenants: Cache::new(MAX_ENTRIES, TTL, fallback.clone()),
+            keys: Cache::new(MAX_ENTRIES, TTL, fallback.clone()),
+            channels: Cache::new(MAX_ENTRIES, TTL, fallback.clone()),
+            signing_keys: Cache::new(MAX_ENTRIES, TTL, fallback.clone()),
+            fallback,
         }
+    }
+
+    /// The store's health as this view's loads saw it.
+    pub fn fallback(&self) -> &Fallback {
+        &self.fallback
     }
 
     /// The tenant called `slug`, if there is one.
@@ -123,13 +318,15 @@ impl ControlView {
             .await
     }
 
-    /// Drops a key from this process's cache at once (the admin API of the same process
-    /// revoked it); other processes follow within [`TTL`].
+    /// Drops a key from this process's cache at once, its last known answer included (the admin
+    /// API of the same process revoked it); other processes follow within [`TTL`] while they
+    /// reach the store.
     pub async fn forget_key(&self, id: &KeyId) {
         self.keys.forget(id).await;
     }
 
-    /// Drops a tenant from this process's cache at once; other processes follow within [`TTL`].
+    /// Drops a tenant from this process's cache at once, its last known answer included; other
+    /// processes follow within [`TTL`] while they reach the store.
     pub async fn forget_tenant(&self, slug: &TenantSlug) {
         self.tenants.forget(slug).await;
     }
@@ -140,9 +337,17 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    fn cache<V: Clone + Send + Sync + 'static>(capacity: u64) -> Cache<u32, V> {
+        Cache::new(capacity, TTL, Arc::new(Fallback::new(DEFAULT_STALE_FOR)))
+    }
+
+    fn unreachable() -> StoreError {
+        StoreError::Unavailable(sqlx::Error::PoolTimedOut)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hundred_concurrent_misses_cost_one_load() {
-        let cache = Arc::new(Cache::<u32, Arc<String>>::new(10));
+        let cache = Arc::new(cache::<Arc<String>>(10));
         let loads = Arc::new(AtomicUsize::new(0));
         let asked = Arc::new(AtomicUsize::new(0));
         // Loads are held until every task has asked, so that all hundred miss together.
@@ -178,7 +383,7 @@ mod tests {
 
     #[tokio::test]
     async fn failed_loads_are_not_cached_and_reach_every_caller() {
-        let cache = Cache::<u32, u32>::new(10);
+        let cache = cache::<u32>(10);
         let err = cache
             .get_or_load(1, async { Err(StoreError::NotFound) })
             .await
@@ -192,9 +397,115 @@ mod tests {
 
     #[tokio::test]
     async fn entries_expire_after_the_ttl() {
-        let cache = Cache::<u32, u32>::new(10);
+        let cache = cache::<u32>(10);
         assert_eq!(cache.get_or_load(1, async { Ok(5) }).await.unwrap(), 5);
         tokio::time::sleep(TTL + Duration::from_millis(50)).await;
         assert_eq!(cache.get_or_load(1, async { Ok(6) }).await.unwrap(), 6);
+    }
+
+    /// A cache that asks the store on every read (nothing stays fresh), so that whatever it
+    /// answers without asking comes from the fallback.
+    fn always_asking(stale_for: Duration) -> (Cache<u32, u32>, Arc<Fallback>) {
+        let fallback = Arc::new(Fallback::new(stale_for));
+        (Cache::new(10, Duration::ZERO, fallback.clone()), fallback)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_known_answer_stands_in_for_an_unreachable_store_until_its_bound() {
+        let stale_for = Duration::from_secs(600);
+        let (cache, fallback) = always_asking(stale_for);
+        let asked = AtomicUsize::new(0);
+        let count = |v| {
+            let asked = &asked;
+            async move {
+                asked.fetch_add(1, Ordering::SeqCst);
+                Ok(v)
+            }
+        };
+        assert_eq!(cache.get_or_load(1, async { Ok(5) }).await.unwrap(), 5);
+        assert!(fallback.down_since().is_none());
+
+        tokio::time::advance(Duration::from_secs(300)).await;
+        let stale = cache.get_or_load(1, async { Err(unreachable()) }).await;
+        assert_eq!(stale.unwrap(), 5, "the last known answer, five minutes old");
+        assert!(fallback.down_since().is_some());
+        // Within RETRY of the failure the store is left alone: known keys answer at once, a key
+        // never seen fails at once.
+        assert_eq!(cache.get_or_load(1, count(7)).await.unwrap(), 5);
+        let never_seen = cache.get_or_load(2, count(7)).await.unwrap_err();
+        assert!(never_seen.is_unavailable(), "{never_seen:?}");
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+        // What is not an outage is not masked.
+        tokio::time::advance(RETRY).await;
+        let broken = cache
+            .get_or_load(1, async {
+                Err(StoreError::Other(sqlx::Error::ColumnNotFound("x".into())))
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(broken.kind(), StoreError::Other(_)), "{broken:?}");
+
+        // Right up to the bound after the load, and not a moment longer.
+        tokio::time::advance(Duration::from_secs(600) - Duration::from_secs(300) - RETRY).await;
+        let at_bound = cache.get_or_load(1, async { Err(unreachable()) }).await;
+        assert_eq!(at_bound.unwrap(), 5, "exactly {stale_for:?} old");
+        tokio::time::advance(RETRY).await;
+        let too_old = cache
+            .get_or_load(1, async { Err(unreachable()) })
+            .await
+            .unwrap_err();
+        assert!(too_old.is_unavailable(), "{too_old:?}");
+
+        // The store answers again: its answer, and the outage is over.
+        tokio::time::advance(RETRY).await;
+        assert_eq!(cache.get_or_load(1, count(8)).await.unwrap(), 8);
+        assert!(fallback.down_since().is_none());
+        assert_eq!(cache.get_or_load(2, count(9)).await.unwrap(), 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revocation_that_reached_the_cache_is_never_undone_by_the_fallback() {
+        let (cache, _) = always_asking(DEFAULT_STALE_FOR);
+        // 1 = a valid key, 0 = the same key revoked.
+        assert_eq!(cache.get_or_load(1, async { Ok(1) }).await.unwrap(), 1);
+        assert_eq!(cache.get_or_load(1, async { Ok(0) }).await.unwrap(), 0);
+        let during_outage = cache.get_or_load(1, async { Err(unreachable()) }).await;
+        assert_eq!(
+            during_outage.unwrap(),
+            0,
+            "the newest answer, the revocation"
+        );
+        // Forgetting (a revocation by this process) drops the last known answer too.
+        tokio::time::advance(RETRY).await;
+        assert_eq!(cache.get_or_load(1, async { Ok(1) }).await.unwrap(), 1);
+        cache.forget(&1).await;
+        tokio::time::advance(RETRY).await;
+        let forgotten = cache
+            .get_or_load(1, async { Err(unreachable()) })
+            .await
+            .unwrap_err();
+        assert!(forgotten.is_unavailable(), "{forgotten:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_with_a_fallback_waits_for_the_store_no_longer_than_the_patience() {
+        let (cache, fallback) = always_asking(DEFAULT_STALE_FOR);
+        assert_eq!(cache.get_or_load(1, async { Ok(5) }).await.unwrap(), 5);
+        let started = Instant::now();
+        let hung = cache.get_or_load(1, std::future::pending()).await;
+        assert_eq!(hung.unwrap(), 5);
+        assert_eq!(started.elapsed(), PATIENCE);
+        assert!(fallback.down_since().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_bound_turns_the_fallback_off() {
+        let (cache, _) = always_asking(Duration::ZERO);
+        assert_eq!(cache.get_or_load(1, async { Ok(5) }).await.unwrap(), 5);
+        let err = cache
+            .get_or_load(1, async { Err(unreachable()) })
+            .await
+            .unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
     }
 }

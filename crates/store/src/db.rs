@@ -3,6 +3,10 @@
 //! Start-up must fail fast and clearly when the database is unreachable, so `connect` first opens
 //! one connection under a 10 s timeout (which also surfaces the real cause, where a pool would only
 //! report a timeout) and then builds the pool lazily from the same options.
+//!
+//! Once running, a store call must fail fast too when the database goes away: sqlx keeps retrying
+//! a refused connection until the pool's acquire timeout, so that timeout, [`ACQUIRE_TIMEOUT`],
+//! is what a request waits before it gets its 503.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,8 +18,11 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 use crate::error::{redact_url, StoreError};
 
-/// How long connecting, and later acquiring a pooled connection, may take.
+/// How long the first connection at start-up may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a store call waits for a pooled connection, connecting included: a few seconds, so
+/// that an unreachable database is a prompt 503 rather than a request hanging.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -96,7 +103,7 @@ pub(crate) async fn connect(url: &str) -> Result<(AnyPool, Backend), StoreError>
 
     let pool = AnyPoolOptions::new()
         .max_connections(backend.max_connections())
-        .acquire_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

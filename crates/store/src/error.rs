@@ -53,6 +53,15 @@ impl StoreError {
         }
     }
 
+    /// Whether the database could not be reached (a 503: retrying later can succeed), as
+    /// opposed to a query that failed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self.kind(),
+            StoreError::Unavailable(_) | StoreError::Connect { .. }
+        )
+    }
+
     /// `e` as its own error again when no other caller holds it, else [`StoreError::Shared`].
     pub(crate) fn shared(e: Arc<StoreError>) -> StoreError {
         Arc::try_unwrap(e).unwrap_or_else(StoreError::Shared)

@@ -54,7 +54,8 @@ pub fn redis_url() -> String {
 pub struct TestCluster {
     pub cluster: Cluster,
     pub http: reqwest::Client,
-    pub db: TestDatabase,
+    /// The database this cluster created for itself, dropped with it.
+    pub db: Option<TestDatabase>,
     state_dir: PathBuf,
 }
 
@@ -66,9 +67,29 @@ impl TestCluster {
 
     pub async fn start_with(redis_url: &str, tweak: impl FnOnce(&mut Spec)) -> TestCluster {
         let db = TestDatabase::postgres().await;
+        let url = db.url().to_owned();
+        Self::start_on(&url, Some(db), redis_url, tweak).await
+    }
+
+    /// A cluster on `database_url`, a database the test owns (say, on a Postgres of its own that
+    /// it stops and starts).
+    pub async fn start_on_database(
+        database_url: &str,
+        redis_url: &str,
+        tweak: impl FnOnce(&mut Spec),
+    ) -> TestCluster {
+        Self::start_on(database_url, None, redis_url, tweak).await
+    }
+
+    async fn start_on(
+        database_url: &str,
+        db: Option<TestDatabase>,
+        redis_url: &str,
+        tweak: impl FnOnce(&mut Spec),
+    ) -> TestCluster {
         let id = format!("{:016x}", rand_u64());
         let state_dir = target_dir().join("cluster-tests").join(&id);
-        let mut spec = Spec::new(herald_bin(), db.url(), redis_url, state_dir.clone());
+        let mut spec = Spec::new(herald_bin(), database_url, redis_url, state_dir.clone());
         spec.redis_prefix = format!("herald-cluster-test-{id}");
         spec.plans = Some((ROOMY_PLAN.to_owned(), "roomy".to_owned()));
         spec.retry_ms = 250;
