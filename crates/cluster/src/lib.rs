@@ -16,6 +16,8 @@
 //! <state>/nginx/nginx.conf      the private nginx's own configuration, prefix and temp dirs
 //! <state>/nginx/error.log       nginx's error log; access.log next to it
 //! <state>/cluster.state         `name pid port` per process, for `cargo xtask cluster down|status`
+//! <state>/redis-cluster/        a private Redis Cluster's servers, when one was asked for
+//!                               (`redis_cluster.rs`)
 //! ```
 //!
 //! nginx never touches the system nginx: it runs with `-p <state>/nginx -c nginx.conf -e
@@ -23,6 +25,7 @@
 
 pub mod nginx;
 mod pg;
+pub mod redis_cluster;
 
 use std::{
     fmt::Write as _,
@@ -52,8 +55,11 @@ pub struct Spec {
     pub herald_bin: PathBuf,
     /// The control-plane database (Postgres: every process shares it).
     pub database_url: String,
-    /// The Redis every process uses for history and fan-out.
+    /// The Redis every process uses for history and fan-out; with `redis_cluster`, the seed
+    /// nodes of a Redis Cluster, comma-separated.
     pub redis_url: String,
+    /// Whether `redis_url` names Redis Cluster seeds (`HERALD_REDIS_CLUSTER=1`).
+    pub redis_cluster: bool,
     /// The Redis key prefix of this cluster, so that several share one Redis.
     pub redis_prefix: String,
     /// Logs, the nginx prefix and the state file.
@@ -89,6 +95,7 @@ impl Spec {
             herald_bin,
             database_url: database_url.to_owned(),
             redis_url: redis_url.to_owned(),
+            redis_cluster: false,
             redis_prefix: "herald".to_owned(),
             state_dir,
             edges: 3,
@@ -302,6 +309,10 @@ impl Cluster {
             .env("HERALD_DATABASE_URL", &spec.database_url)
             .env("HERALD_REDIS_URL", &spec.redis_url)
             .env("HERALD_REDIS_PREFIX", &spec.redis_prefix)
+            .env(
+                "HERALD_REDIS_CLUSTER",
+                if spec.redis_cluster { "1" } else { "0" },
+            )
             .env("HERALD_LOG_FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

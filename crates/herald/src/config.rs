@@ -97,6 +97,16 @@ pub struct Config {
     )]
     pub redis_prefix: String,
 
+    /// `--redis-url` names seed nodes of a Redis Cluster (several comma-separated): history and
+    /// fan-out are sharded by channel across its masters.
+    #[arg(
+        long,
+        env = "HERALD_REDIS_CLUSTER",
+        global = true,
+        requires = "redis_url"
+    )]
+    pub redis_cluster: bool,
+
     /// The URL people and browsers use; defaults to http://<listen>.
     #[arg(long, env = "HERALD_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
@@ -259,12 +269,23 @@ pub enum BrokerKind {
         /// What every key and pub/sub channel starts with.
         prefix: String,
     },
+    /// Redis Cluster: channels sharded across its masters, fan-out on sharded pub/sub.
+    RedisCluster {
+        /// Seed nodes' URLs, comma-separated (they may carry a password).
+        seeds: String,
+        /// What every key and pub/sub channel starts with.
+        prefix: String,
+    },
 }
 
 impl Config {
     /// The broker this configuration asks for.
     pub fn broker(&self) -> BrokerKind {
         match &self.redis_url {
+            Some(url) if self.redis_cluster => BrokerKind::RedisCluster {
+                seeds: url.clone(),
+                prefix: self.redis_prefix.clone(),
+            },
             Some(url) => BrokerKind::Redis {
                 url: url.clone(),
                 prefix: self.redis_prefix.clone(),

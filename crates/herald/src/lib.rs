@@ -281,9 +281,23 @@ pub async fn connect_broker(kind: BrokerKind) -> anyhow::Result<Arc<dyn Broker>>
         BrokerKind::InProcess => InProcessBroker::new(),
         BrokerKind::Redis { url, prefix } => {
             let redacted = herald_store::redact_url(&url);
-            RedisBroker::connect(RedisConfig { url, prefix })
-                .await
-                .with_context(|| format!("cannot connect to Redis at {redacted}"))?
+            RedisBroker::connect(RedisConfig {
+                url,
+                prefix,
+                cluster: false,
+            })
+            .await
+            .with_context(|| format!("cannot connect to Redis at {redacted}"))?
+        }
+        BrokerKind::RedisCluster { seeds, prefix } => {
+            let redacted: Vec<String> = seeds.split(',').map(herald_store::redact_url).collect();
+            RedisBroker::connect(RedisConfig {
+                url: seeds,
+                prefix,
+                cluster: true,
+            })
+            .await
+            .with_context(|| format!("cannot connect to Redis Cluster at {}", redacted.join(",")))?
         }
     })
 }

@@ -165,6 +165,20 @@ impl Hub {
         }
     }
 
+    /// Tells the subscribers of one channel that its live delivery was interrupted (its shard
+    /// moved or reconnected, on Redis Cluster).
+    pub fn resync(&self, key: &ChannelKey) {
+        let tx = {
+            let mut channels = self.lock();
+            let Some(entry) = channels.get_mut(key) else {
+                return;
+            };
+            entry.primed = false;
+            entry.tx.clone()
+        };
+        let _ = tx.send(Live::Resync);
+    }
+
     /// Ends every local subscription of the target: dropping a channel's sender closes its
     /// receivers once they have read what was already sent.
     pub fn close(&self, target: &Target) {

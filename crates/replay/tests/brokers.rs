@@ -1,10 +1,12 @@
-//! The broker contract ([`herald_replay::contract`]), run on both implementations: the
-//! in-process broker and Redis (`HERALD_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`),
-//! each test in its own key space; then what only Redis can show.
+//! The broker contract ([`herald_replay::contract`]), run on every backend: the in-process
+//! broker, Redis (`HERALD_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`), each test in its
+//! own key space, and Redis Cluster (three private masters per test, `herald_cluster`); then
+//! what only Redis can show.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_cluster::redis_cluster::RedisCluster;
 use herald_core::TenantSlug;
 use herald_replay::contract::{ev, keep, key};
 use herald_replay::{Broker, Gap, Presence, RedisBroker, RedisConfig};
@@ -49,16 +51,42 @@ async fn redis() -> (Arc<RedisBroker>, Space) {
     let broker = RedisBroker::connect(RedisConfig {
         url: redis_url(),
         prefix: prefix.clone(),
+        cluster: false,
     })
     .await
     .expect("Redis must be reachable for the broker tests");
     (broker, Space { prefix })
 }
 
+/// A Redis Cluster of the test's own: three masters on free ports, stopped with the guard.
+fn private_cluster() -> RedisCluster {
+    let dir = std::env::temp_dir().join(format!(
+        "herald-replay-cluster-{:016x}",
+        rand::random::<u64>()
+    ));
+    RedisCluster::start(&dir, 3, false).expect("redis-server and redis-cli on PATH")
+}
+
+async fn on_cluster(cluster: &RedisCluster) -> Arc<RedisBroker> {
+    RedisBroker::connect(RedisConfig {
+        url: cluster.seeds(),
+        prefix: "herald-test".into(),
+        cluster: true,
+    })
+    .await
+    .expect("the private Redis Cluster answers")
+}
+
+async fn redis_cluster() -> (Arc<RedisBroker>, RedisCluster) {
+    let cluster = tokio::task::spawn_blocking(private_cluster).await.unwrap();
+    (on_cluster(&cluster).await, cluster)
+}
+
 herald_replay::broker_contract!(in_process, || async {
     (herald_replay::InProcessBroker::new(), ())
 });
 herald_replay::broker_contract!(on_redis, redis);
+herald_replay::broker_contract!(on_redis_cluster, redis_cluster);
 
 #[tokio::test]
 async fn redis_data_loss_starts_a_new_life() {
@@ -83,6 +111,7 @@ async fn connection_limits_hold_across_processes() {
     let b = RedisBroker::connect(RedisConfig {
         url: redis_url(),
         prefix: space.prefix.clone(),
+        cluster: false,
     })
     .await
     .unwrap();

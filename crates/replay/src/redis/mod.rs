@@ -1,23 +1,17 @@
-//! The Redis broker: one stream per channel for history, pub/sub for fan-out.
+//! The Redis broker: one stream per channel for history, pub/sub for fan-out, on one Redis or
+//! on Redis Cluster. `README.md` next to this file is the key layout: every key, its slot, and
+//! how an append that touches several slots stays whole on a cluster.
 //!
-//! Keys are `<prefix>:{<tenant>/<channel>}:s` (the stream) and `…:m` (its meta hash: `epoch`,
-//! `last`, `trimmed`, `ttl`). The braces put a channel's two keys in one hash slot, but that is
-//! not enough for Redis Cluster: the append script also touches the idempotency and daily-quota
-//! keys, and a batch several channels, in one call, which a cluster refuses (`CROSSSLOT`). This
-//! broker needs one Redis (with replicas if wanted), not Redis Cluster.
-//! Announcements go to `<prefix>:ev:<tenant>/<channel>`; orders to every process (end the
-//! streams of a channel or tenant) go to `<prefix>:control`.
+//! Appending is one Lua script per slot, so an event is either stored *and* announced, or
+//! neither. The script also trims the stream itself (by length and by age) so that it can record
+//! the newest id it dropped: with that, a cursor is placed exactly — continuous, truncated, or
+//! unknown — without guessing from `MAXLEN ~`. The `epoch` is drawn when the meta hash is first
+//! written; if Redis loses the data, the next append starts a new life with a new epoch.
 //!
-//! Appending is one Lua script, so an event is either stored *and* announced, or neither. The
-//! script also trims the stream itself (by length and by age) so that it can record the newest
-//! id it dropped: with that, a cursor is placed exactly — continuous, truncated, or unknown —
-//! without guessing from `MAXLEN ~`. The `epoch` is drawn when the meta hash is first written; if
-//! Redis loses the data, the next append starts a new life with a new epoch.
-//!
-//! Each process holds one pub/sub connection, subscribed to every channel that has a local
-//! subscriber, driven by a single task ([`PubSubActor`]) so subscribes, unsubscribes and
-//! reconnects never race one another. When that connection drops, live subscribers are told to
-//! [`Live::Resync`](crate::Live::Resync) from history once it is back.
+//! Fan-out is driven by a single task ([`PubSubActor`]) so subscribes, unsubscribes and
+//! reconnects never race one another; when announcements may have been lost, live subscribers
+//! are told to [`Live::Resync`](crate::Live::Resync) from history. Counts are written by another
+//! task ([`report::Reporter`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,11 +32,15 @@ use crate::{
 };
 use herald_core::{ChannelName, TenantSlug};
 
+mod cluster;
+mod conn;
 mod keys;
 mod pubsub;
+mod report;
 mod scripts;
 mod wire;
 
+use conn::Con;
 use keys::*;
 use pubsub::PubSubActor;
 use scripts::*;
@@ -61,19 +59,22 @@ const META_GRACE_SECS: u64 = 7 * 86_400;
 /// Where the broker keeps its data.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
+    /// One Redis's URL; with `cluster`, one or more seed nodes of the cluster, comma-separated.
     pub url: String,
     /// Every key and pub/sub channel starts with `<prefix>:`.
     pub prefix: String,
+    /// Whether `url` names Redis Cluster seed nodes.
+    pub cluster: bool,
 }
 
 /// A broker on Redis, shared by every edge process of a cluster.
 pub struct RedisBroker {
-    con: ConnectionManager,
-    /// Connection releases, written back by the pub/sub task (see [`PubSubActor::report`]).
+    con: Con,
+    /// Connection releases, written back by the report task.
     releases: mpsc::UnboundedSender<TenantSlug>,
     /// This process's id in subscriber counts.
     process: String,
-    prefix: String,
+    keys: Keys,
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
 }
@@ -99,35 +100,20 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
 }
 
 impl RedisBroker {
-    /// Connects, checks that Redis answers, and starts the pub/sub task. Fails within about ten
-    /// seconds when Redis cannot be reached.
+    /// Connects, checks that Redis answers, and starts the pub/sub and report tasks. Fails
+    /// within about ten seconds when Redis cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Arc<Self>, BrokerError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(unavailable)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let mut con = tokio::time::timeout(
-            Duration::from_secs(10),
-            client.get_connection_manager_with_config(manager),
-        )
-        .await
-        .map_err(|_| unavailable("timed out connecting"))?
-        .map_err(unavailable)?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut con)
-            .await
-            .map_err(unavailable)?;
-        let (mut sink, stream) = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
-            .await
-            .map_err(|_| unavailable("timed out connecting"))?
-            .map_err(unavailable)?
-            .split();
-        sink.subscribe(control_name(&config.prefix))
-            .await
-            .map_err(unavailable)?;
-
+        let keys = Keys {
+            prefix: config.prefix.clone(),
+            cluster: config.cluster,
+        };
+        let (con, subscriber, source, client) = if config.cluster {
+            let (con, subscriber, source) = cluster::connect(&config.url, &keys).await?;
+            (con, subscriber, source, None)
+        } else {
+            let (con, subscriber, source, client) = connect_single(&config.url, &keys).await?;
+            (con, subscriber, source, Some(client))
+        };
         let shared = Arc::new(Shared {
             connections: std::sync::Mutex::default(),
             hub: Hub::new(crate::hub::HUB_CAPACITY),
@@ -136,37 +122,31 @@ impl RedisBroker {
         let (commands, rx) = mpsc::channel(1024);
         let (releases, released) = mpsc::unbounded_channel();
         let process = format!("{:016x}", rand::random::<u64>());
-        let actor = PubSubActor {
-            released,
+        let actor = PubSubActor::new(client, shared.clone(), keys.clone(), rx);
+        tokio::spawn(actor.run((subscriber, source)));
+        let reporter = report::Reporter {
             con: con.clone(),
+            keys: keys.clone(),
             process: process.clone(),
+            shared: shared.clone(),
+            released,
             reported: HashMap::new(),
             reported_tenants: Vec::new(),
-            client,
-            shared: shared.clone(),
-            prefix: config.prefix.clone(),
-            commands: rx,
-            subscribed: HashMap::new(),
         };
-        tokio::spawn(actor.run((sink, stream)));
+        tokio::spawn(reporter.run());
         Ok(Arc::new(Self {
             releases,
             con,
             process,
-            prefix: config.prefix,
+            keys,
             shared,
             commands,
         }))
     }
 
-    fn keys(&self, key: &ChannelKey) -> (String, String) {
-        let base = format!("{}:{{{key}}}", self.prefix);
-        (format!("{base}:s"), format!("{base}:m"))
-    }
-
     /// The channel's newest cursor, read before subscribing so a joiner knows where live starts.
     async fn head(&self, key: &ChannelKey) -> Result<Option<Cursor>, BrokerError> {
-        let (_, meta) = self.keys(key);
+        let (_, meta) = self.keys.channel(key);
         let (epoch, last): (Option<String>, Option<String>) = redis::cmd("HMGET")
             .arg(&meta)
             .arg("epoch")
@@ -182,21 +162,23 @@ impl RedisBroker {
 
     /// The sum of other processes' last reported counts, of those still proving they are alive
     /// (this process's own entry is skipped: the caller has it fresh).
-    async fn alive_sum(
-        &self,
-        con: &mut ConnectionManager,
-        counts: &HashMap<String, u64>,
-    ) -> Result<u64, BrokerError> {
-        let others: Vec<(&String, &u64)> =
-            counts.iter().filter(|(p, _)| **p != self.process).collect();
+    async fn alive_sum(&self, counts: &HashMap<String, u64>) -> Result<u64, BrokerError> {
+        let others: Vec<(&String, &u64)> = counts
+            .iter()
+            .filter(|(p, _)| **p != self.process && !p.starts_with('@'))
+            .collect();
         if others.is_empty() {
             return Ok(0);
         }
-        let mut check = redis::pipe();
-        for (p, _) in &others {
-            check.cmd("EXISTS").arg(alive_key(&self.prefix, p));
-        }
-        let alive: Vec<bool> = check.query_async(con).await.map_err(unavailable)?;
+        let checks = others
+            .iter()
+            .map(|(p, _)| {
+                let mut cmd = redis::cmd("EXISTS");
+                cmd.arg(self.keys.alive(p));
+                cmd
+            })
+            .collect();
+        let alive: Vec<bool> = self.con.each(checks).await.map_err(unavailable)?;
         Ok(others
             .iter()
             .zip(alive)
@@ -204,6 +186,113 @@ impl RedisBroker {
             .map(|((_, n), _)| **n)
             .sum())
     }
+
+    /// The arguments of `append_one` for one event, after its stream and meta keys.
+    fn append_args(&self, invocation: &mut redis::ScriptInvocation<'_>, a: &Append) {
+        let ttl_secs = a.retention.ttl.as_secs().max(1);
+        invocation
+            .arg(self.keys.announce(&a.channel))
+            .arg(a.retention.max_len.max(1))
+            .arg(a.retention.ttl.as_millis() as u64)
+            .arg(Epoch::random().0)
+            .arg(a.event.event_type.as_str())
+            .arg(a.event.data.as_json())
+            .arg(ttl_secs)
+            .arg(ttl_secs + META_GRACE_SECS);
+    }
+
+    /// The whole append in one script, on one Redis.
+    async fn append_single(
+        &self,
+        batch: &[Append],
+        idempotency: Option<&Idempotency>,
+        quota: Option<&DailyQuota>,
+    ) -> Result<Appended, BrokerError> {
+        let mut invocation = APPEND.prepare_invoke();
+        match idempotency {
+            Some(i) => invocation
+                .key(self.keys.idempotency(&i.tenant, &i.key))
+                .arg(&i.fingerprint),
+            None => invocation
+                .key(format!("{}:idem:-", self.keys.prefix))
+                .arg(""),
+        };
+        match quota {
+            Some(q) => invocation.key(self.keys.quota(&q.tenant, q.day)),
+            None => invocation.key(format!("{}:msgs:-", self.keys.prefix)),
+        };
+        invocation
+            .arg(crate::IDEMPOTENCY_TTL.as_secs())
+            .arg(batch.len())
+            .arg(quota.map(|q| q.limit.to_string()).unwrap_or_default());
+        for a in batch {
+            let (stream, meta) = self.keys.channel(&a.channel);
+            invocation.key(stream).key(meta);
+            self.append_args(&mut invocation, a);
+        }
+        let (outcome, cursors): (String, String) = invocation
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        match outcome.as_str() {
+            "fresh" => Ok(Appended::Fresh(parse_cursors(&cursors)?)),
+            "repeat" => Ok(Appended::Repeat(parse_cursors(&cursors)?)),
+            "conflict" => Ok(Appended::Conflict),
+            "quota" => Ok(Appended::QuotaExceeded),
+            other => Err(BrokerError::Protocol(format!(
+                "unknown append outcome {other:?}"
+            ))),
+        }
+    }
+}
+
+/// `epoch:id,epoch:id,...`, as the append scripts answer.
+fn parse_cursors(cursors: &str) -> Result<Vec<Cursor>, BrokerError> {
+    cursors
+        .split(',')
+        .map(|c| {
+            let (epoch, id) = c
+                .split_once(':')
+                .ok_or_else(|| BrokerError::Protocol(format!("bad cursor list {c:?}")))?;
+            Ok(Cursor::new(parse_epoch(epoch)?, parse_id(id)?))
+        })
+        .collect()
+}
+
+/// One Redis: a connection manager for commands, one pub/sub connection for fan-out.
+async fn connect_single(
+    url: &str,
+    keys: &Keys,
+) -> Result<(Con, pubsub::Subscriber, pubsub::Source, redis::Client), BrokerError> {
+    let client = redis::Client::open(url).map_err(unavailable)?;
+    let manager = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    let mut con = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get_connection_manager_with_config(manager),
+    )
+    .await
+    .map_err(|_| unavailable("timed out connecting"))?
+    .map_err(unavailable)?;
+    redis::cmd("PING")
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(unavailable)?;
+    let (mut sink, stream) = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
+        .await
+        .map_err(|_| unavailable("timed out connecting"))?
+        .map_err(unavailable)?
+        .split();
+    sink.subscribe(keys.control()).await.map_err(unavailable)?;
+    Ok((
+        Con::Single(con),
+        pubsub::Subscriber::Single(sink),
+        pubsub::Source::Single(stream),
+        client,
+    ))
 }
 
 #[async_trait]
@@ -214,64 +303,16 @@ impl Broker for RedisBroker {
         idempotency: Option<&Idempotency>,
         quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
-        let mut invocation = APPEND.prepare_invoke();
-        match idempotency {
-            Some(i) => invocation
-                .key(format!("{}:idem:{}:{}", self.prefix, i.tenant, i.key))
-                .arg(&i.fingerprint),
-            None => invocation.key(format!("{}:idem:-", self.prefix)).arg(""),
-        };
-        match quota {
-            Some(q) => invocation.key(format!("{}:msgs:{}:{}", self.prefix, q.tenant, q.day)),
-            None => invocation.key(format!("{}:msgs:-", self.prefix)),
-        };
-        invocation
-            .arg(crate::IDEMPOTENCY_TTL.as_secs())
-            .arg(batch.len())
-            .arg(quota.map(|q| q.limit.to_string()).unwrap_or_default());
-        for a in batch {
-            let (stream, meta) = self.keys(&a.channel);
-            let ttl_secs = a.retention.ttl.as_secs().max(1);
-            invocation
-                .key(stream)
-                .key(meta)
-                .arg(pubsub_name(&self.prefix, &a.channel))
-                .arg(a.retention.max_len.max(1))
-                .arg(a.retention.ttl.as_millis() as u64)
-                .arg(Epoch::random().0)
-                .arg(a.event.event_type.as_str())
-                .arg(a.event.data.as_json())
-                .arg(ttl_secs)
-                .arg(ttl_secs + META_GRACE_SECS);
-        }
-        let (outcome, cursors): (String, String) = invocation
-            .invoke_async(&mut self.con.clone())
-            .await
-            .map_err(unavailable)?;
-        let parse = || -> Result<Vec<Cursor>, BrokerError> {
-            cursors
-                .split(',')
-                .map(|c| {
-                    let (epoch, id) = c
-                        .split_once(':')
-                        .ok_or_else(|| BrokerError::Protocol(format!("bad cursor list {c:?}")))?;
-                    Ok(Cursor::new(parse_epoch(epoch)?, parse_id(id)?))
-                })
-                .collect()
-        };
-        match outcome.as_str() {
-            "fresh" => Ok(Appended::Fresh(parse()?)),
-            "repeat" => Ok(Appended::Repeat(parse()?)),
-            "conflict" => Ok(Appended::Conflict),
-            "quota" => Ok(Appended::QuotaExceeded),
-            other => Err(BrokerError::Protocol(format!(
-                "unknown append outcome {other:?}"
-            ))),
+        if self.keys.cluster {
+            self.append_cluster(batch, idempotency, quota).await
+        } else {
+            self.append_single(batch, idempotency, quota).await
         }
     }
 
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
-        let (stream, meta) = self.keys(key);
+        let (stream, meta) = self.keys.channel(key);
+        // Both keys are on the channel's slot: one pipeline even on a cluster.
         let mut con = self.con.clone();
         let ((epoch, last), retained): ((Option<String>, Option<String>), usize) = redis::pipe()
             .cmd("HMGET")
@@ -296,7 +337,7 @@ impl Broker for RedisBroker {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<History, BrokerError> {
-        let (stream, meta) = self.keys(key);
+        let (stream, meta) = self.keys.channel(key);
         let (epoch, gap, entries): (String, String, Vec<Value>) = READ
             .key(&stream)
             .key(&meta)
@@ -363,7 +404,7 @@ impl Broker for RedisBroker {
 
     async fn end_streams(&self, target: &Target) -> Result<(), BrokerError> {
         redis::cmd("PUBLISH")
-            .arg(control_name(&self.prefix))
+            .arg(self.keys.control())
             .arg(encode_end(target))
             .query_async::<()>(&mut self.con.clone())
             .await
@@ -374,7 +415,7 @@ impl Broker for RedisBroker {
         let mut con = self.con.clone();
         match target {
             Target::Channel(key) => {
-                let (stream, meta) = self.keys(key);
+                let (stream, meta) = self.keys.channel(key);
                 redis::cmd("DEL")
                     .arg(stream)
                     .arg(meta)
@@ -383,29 +424,14 @@ impl Broker for RedisBroker {
                     .map_err(unavailable)?;
             }
             Target::Tenant(tenant) => {
-                let pattern = format!("{}:{{{}/*", glob_escape(&self.prefix), tenant);
-                let mut cursor = 0u64;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut con)
-                        .await
-                        .map_err(unavailable)?;
-                    if !keys.is_empty() {
-                        redis::cmd("DEL")
-                            .arg(keys)
-                            .query_async::<()>(&mut con)
-                            .await
-                            .map_err(unavailable)?;
+                let pattern = self.keys.tenant_channels_pattern(tenant);
+                match &self.con {
+                    Con::Single(_) => delete_matching(&mut con, None, &pattern).await?,
+                    Con::Cluster(_) => {
+                        for node in cluster::masters(&mut con).await? {
+                            delete_matching(&mut con, Some(node), &pattern).await?;
+                        }
                     }
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
                 }
             }
         }
@@ -435,14 +461,24 @@ impl Presence for RedisBroker {
             }
         };
         local(1);
-        let total: Result<i64, _> = ACQUIRE
-            .key(connections_key(&self.prefix, tenant))
-            .arg(&self.process)
-            .arg(limit)
-            .arg(format!("{}:alive:", self.prefix))
-            .arg(ALIVE_SECS)
-            .invoke_async(&mut self.con.clone())
-            .await;
+        let total: Result<i64, _> = if self.keys.cluster {
+            ACQUIRE_TAGGED
+                .key(self.keys.connections(tenant))
+                .arg(&self.process)
+                .arg(limit)
+                .arg(ALIVE_SECS)
+                .invoke_async(&mut self.con.clone())
+                .await
+        } else {
+            ACQUIRE
+                .key(self.keys.connections(tenant))
+                .arg(&self.process)
+                .arg(limit)
+                .arg(self.keys.alive_prefix())
+                .arg(ALIVE_SECS)
+                .invoke_async(&mut self.con.clone())
+                .await
+        };
         let total = match total {
             Ok(t) => t,
             Err(e) => {
@@ -471,10 +507,9 @@ impl Presence for RedisBroker {
     }
 
     async fn connections(&self, tenant: &TenantSlug) -> Result<u64, BrokerError> {
-        let mut con = self.con.clone();
         let counts: HashMap<String, u64> = redis::cmd("HGETALL")
-            .arg(connections_key(&self.prefix, tenant))
-            .query_async(&mut con)
+            .arg(self.keys.connections(tenant))
+            .query_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
         let own = {
@@ -485,19 +520,63 @@ impl Presence for RedisBroker {
                 .unwrap_or_else(|e| e.into_inner());
             local.get(tenant).copied().unwrap_or(0)
         };
-        Ok(own + self.alive_sum(&mut con, &counts).await?)
+        Ok(own + self.alive_sum(&counts).await?)
     }
 
     async fn subscribers(&self, key: &ChannelKey) -> Result<usize, BrokerError> {
-        let mut con = self.con.clone();
         let counts: HashMap<String, usize> = redis::cmd("HGETALL")
-            .arg(subscribers_key(&self.prefix, key))
-            .query_async(&mut con)
+            .arg(self.keys.subscribers(key))
+            .query_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
         // Our own count is read fresh; others' as they last reported, if still alive.
         let counts: HashMap<String, u64> = counts.into_iter().map(|(p, n)| (p, n as u64)).collect();
-        let others = self.alive_sum(&mut con, &counts).await?;
+        let others = self.alive_sum(&counts).await?;
         Ok(self.shared.hub.subscribers(key) + others as usize)
+    }
+}
+
+/// Deletes every key matching `pattern`, on one Redis or on one cluster master (`node`); a
+/// cluster deletes key by key, since the keys of a page may be on several slots.
+async fn delete_matching(
+    con: &mut Con,
+    node: Option<cluster::Node>,
+    pattern: &str,
+) -> Result<(), BrokerError> {
+    let mut cursor = 0u64;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, keys): (u64, Vec<String>) = match &node {
+            None => scan.query_async(con).await,
+            Some(node) => cluster::on_node(con, scan, node).await,
+        }
+        .map_err(unavailable)?;
+        if !keys.is_empty() {
+            let deletes = match node {
+                None => {
+                    let mut del = redis::cmd("DEL");
+                    del.arg(keys);
+                    vec![del]
+                }
+                Some(_) => keys
+                    .into_iter()
+                    .map(|k| {
+                        let mut del = redis::cmd("DEL");
+                        del.arg(k);
+                        del
+                    })
+                    .collect(),
+            };
+            con.each::<Value>(deletes).await.map_err(unavailable)?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
