@@ -11,14 +11,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{check_sequence, eventually, spawn_publisher, spawn_reader, Shared, TestCluster};
+use common::{
+    check_sequence, eventually, spawn_publisher, spawn_reader, RedisKind, Shared, TestCluster,
+};
 use serde_json::{json, Value};
 
 /// Publish on edge 1; subscribers on edges 2 and 3 and through nginx all receive every event,
 /// in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_published_on_one_edge_reaches_every_edge_and_nginx_in_order() {
-    let tc = TestCluster::start().await;
+    cross_edge(RedisKind::One).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_an_event_published_on_one_edge_reaches_every_edge_and_nginx_in_order() {
+    cross_edge(RedisKind::Cluster).await;
+}
+
+async fn cross_edge(kind: RedisKind) {
+    let tc = TestCluster::start_on_redis(kind).await;
     let (t, key, _) = tc.tenant("acme").await;
     let edges = tc.edge_urls();
     let bases = [edges[1].clone(), edges[2].clone(), tc.cluster.url()];
@@ -72,9 +83,18 @@ async fn an_event_published_on_one_edge_reaches_every_edge_and_nginx_in_order() 
 /// one edge: every subscriber ends with the complete sequence of its channel, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_an_edge_under_load_loses_nothing() {
-    let mut tc = TestCluster::start().await;
+    kill_9(RedisKind::One).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_kill_9_of_an_edge_under_load_loses_nothing() {
+    kill_9(RedisKind::Cluster).await;
+}
+
+async fn kill_9(kind: RedisKind) {
+    let mut tc = TestCluster::start_on_redis(kind).await;
     let report = under_load(&mut tc, Fault::Kill).await;
-    report.print("kill -9 of edge 2");
+    report.print(&format!("kill -9 of edge 2, on {kind}"));
     report.assert_complete();
     assert!(
         report.reconnected > 0,
@@ -87,9 +107,21 @@ async fn kill_9_of_an_edge_under_load_loses_nothing() {
 /// publisher) sees an HTTP error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_sigterm_restart_of_every_edge_loses_nothing_and_shows_no_error() {
-    let mut tc = TestCluster::start().await;
+    rolling(RedisKind::One).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_a_rolling_sigterm_restart_of_every_edge_loses_nothing_and_shows_no_error()
+{
+    rolling(RedisKind::Cluster).await;
+}
+
+async fn rolling(kind: RedisKind) {
+    let mut tc = TestCluster::start_on_redis(kind).await;
     let report = under_load(&mut tc, Fault::Rolling).await;
-    report.print("rolling SIGTERM restart of edges 1, 2, 3");
+    report.print(&format!(
+        "rolling SIGTERM restart of edges 1, 2, 3, on {kind}"
+    ));
     report.assert_complete();
     assert!(report.reconnected > 0, "drained streams reconnected");
     let drain = Duration::from_secs(tc.cluster.spec().drain_secs);
@@ -111,9 +143,28 @@ async fn a_rolling_sigterm_restart_of_every_edge_loses_nothing_and_shows_no_erro
     );
 }
 
+/// On a three-master Redis Cluster, the slots of three of the ten channels move to another
+/// master one after another while the publisher runs: nothing lost, nothing twice, in order, and
+/// no client sees an error (the edges follow `ASK`/`MOVED`; their subscribers resync).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_moving_channels_slots_under_load_loses_nothing() {
+    let mut tc = TestCluster::start_on_redis(RedisKind::Cluster).await;
+    let report = under_load(&mut tc, Fault::MoveSlots).await;
+    report.print("slots of channels ch0, ch1, ch2 moved to another master, on Redis Cluster");
+    report.assert_complete();
+    assert_eq!(report.moved, 3, "three slots moved");
+    assert!(
+        report.reader_errors.is_empty(),
+        "subscribers saw errors: {:?}",
+        &report.reader_errors[..report.reader_errors.len().min(10)]
+    );
+}
+
 enum Fault {
     Kill,
     Rolling,
+    /// Redis Cluster only: the slots of `ch0`, `ch1` and `ch2` move to another master.
+    MoveSlots,
 }
 
 const SUBSCRIBERS: usize = 300;
@@ -130,6 +181,8 @@ struct Report {
     publisher_errors: Vec<String>,
     reader_errors: Vec<String>,
     drains: Vec<Duration>,
+    /// Slots moved (`Fault::MoveSlots`).
+    moved: usize,
     failures: Vec<String>,
 }
 
@@ -139,7 +192,7 @@ impl Report {
             "[cluster report] {what}: {} subscribers on {CHANNELS} channels; published per channel \
              {:?} ({} in all); received per subscriber min {} max {}; {} subscribers reconnected; \
              longest without a stream {:?}; publisher retries {}; subscriber connect/stream errors \
-             {}; drains {:?}",
+             {}; drains {:?}; slots moved {}; subscribers with their channel's exact sequence {}",
             self.subscribers,
             self.published,
             self.published.iter().sum::<usize>(),
@@ -150,6 +203,8 @@ impl Report {
             self.publisher_errors.len(),
             self.reader_errors.len(),
             self.drains,
+            self.moved,
+            self.subscribers - self.failures.len(),
         );
     }
 
@@ -199,6 +254,7 @@ async fn under_load(tc: &mut TestCluster, fault: Fault) -> Report {
     // duration, not waits for a server.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut drains = Vec::new();
+    let mut moved = 0;
     match fault {
         Fault::Kill => {
             tokio::task::block_in_place(|| tc.cluster.kill_edge(1));
@@ -220,6 +276,23 @@ async fn under_load(tc: &mut TestCluster, fault: Fault) -> Report {
                 // `fail_timeout` (1 s) to forgive the connects it refused while restarting, as
                 // a Deployment with `maxUnavailable: 0` rolls (deploy/README.md).
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Fault::MoveSlots => {
+            let redis = tc
+                .redis_cluster
+                .as_ref()
+                .expect("slots move on Redis Cluster only");
+            for channel in &channels[..3] {
+                let tag = format!("{{{t}/{channel}}}");
+                moved += tokio::task::block_in_place(|| {
+                    let slot = redis.slot_of(&tag).unwrap();
+                    let to = (redis.owner_of(slot).unwrap() + 1) % redis.masters.len();
+                    redis.move_slot(slot, to).expect("the slot moves");
+                    usize::from(redis.owner_of(slot).unwrap() == to)
+                });
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -252,6 +325,7 @@ async fn under_load(tc: &mut TestCluster, fault: Fault) -> Report {
         publisher_errors: publisher.lock().unwrap().errors.clone(),
         reader_errors: Vec::new(),
         drains,
+        moved,
         failures: Vec::new(),
     };
     for (i, (c, state, task)) in readers.iter().enumerate() {

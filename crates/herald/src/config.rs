@@ -103,7 +103,9 @@ pub struct Config {
         long,
         env = "HERALD_REDIS_CLUSTER",
         global = true,
-        requires = "redis_url"
+        requires = "redis_url",
+        // `HERALD_REDIS_CLUSTER=1` (or true, yes, on) turns it on; 0, false, no, off or empty not.
+        value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub redis_cluster: bool,
 
@@ -374,6 +376,25 @@ mod tests {
         assert_eq!(
             cli.config.control_stale_for(),
             herald_store::cache::DEFAULT_STALE_FOR
+        );
+    }
+
+    #[test]
+    fn redis_cluster_makes_the_url_a_seed_list() {
+        let seeds = "redis://10.0.0.1:7000,redis://10.0.0.2:7000";
+        let cli = Cli::parse_from(["herald", "edge", "--redis-url", seeds, "--redis-cluster"]);
+        assert_eq!(
+            cli.config.broker(),
+            BrokerKind::RedisCluster {
+                seeds: seeds.into(),
+                prefix: "herald".into()
+            }
+        );
+        let cli = Cli::parse_from(["herald", "edge", "--redis-url", "redis://r:6379"]);
+        assert!(matches!(cli.config.broker(), BrokerKind::Redis { .. }));
+        assert!(
+            Cli::try_parse_from(["herald", "edge", "--redis-cluster"]).is_err(),
+            "a cluster needs seeds"
         );
     }
 

@@ -8,6 +8,9 @@
 //! `herald_cluster`, and the Redis prefix `herald-cluster`, so it shares a server with the tests
 //! without touching their data; both outlive `down` (data is kept for the next `up`).
 //!
+//! `up --redis-cluster` puts the edges on a private three-master Redis Cluster instead
+//! (`target/cluster/redis-cluster/`, fresh on every `up`, stopped by `down`).
+//!
 //! State lives in `target/cluster/` (see `crates/cluster/src/lib.rs` for the layout), plus
 //! `services.state` here: what `up` started besides the cluster.
 
@@ -30,7 +33,7 @@ use crate::{
     url::Endpoint,
 };
 
-const USAGE: &str = "Usage: cargo xtask cluster up|down|status";
+const USAGE: &str = "Usage: cargo xtask cluster up [--redis-cluster]|down|status";
 const DATABASE: &str = "herald_cluster";
 const SERVICES_STATE: &str = "services.state";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,14 +42,15 @@ pub fn run(args: &[&str]) -> Result<()> {
     let root = crate::workspace_root();
     let state = crate::test::target_dir(&root).join("cluster");
     match args {
-        ["up"] => up(&root, &state),
+        ["up"] => up(&root, &state, false),
+        ["up", "--redis-cluster"] => up(&root, &state, true),
         ["down"] => down(&state),
         ["status"] => status(&state),
         _ => bail!("{USAGE}"),
     }
 }
 
-fn up(root: &Path, state: &Path) -> Result<()> {
+fn up(root: &Path, state: &Path, redis_cluster: bool) -> Result<()> {
     if let Ok(recorded) = herald_cluster::read_state(state) {
         if recorded.iter().any(|p| herald_cluster::alive(p.pid)) {
             bail!("a cluster is already up (`cargo xtask cluster status`; `cargo xtask cluster down` stops it)");
@@ -55,9 +59,12 @@ fn up(root: &Path, state: &Path) -> Result<()> {
     crate::deploy::ensure_nginx()?;
     cmd::run(crate::test::cargo(root).args(["build", "-p", "herald"]))?;
     fs::create_dir_all(state)?;
-    let (database_url, redis_url) = services(state)?;
+    let (database_url, mut redis_url) = services(state, !redis_cluster)?;
     let database_url = herald_cluster::create_database(&database_url, DATABASE)
         .context("creating the cluster's database")?;
+    if redis_cluster {
+        redis_url = start_redis_cluster(state)?;
+    }
 
     let mut spec = Spec::new(
         crate::test::herald_bin(root),
@@ -66,6 +73,7 @@ fn up(root: &Path, state: &Path) -> Result<()> {
         state.to_path_buf(),
     );
     spec.redis_prefix = "herald-cluster".to_owned();
+    spec.redis_cluster = redis_cluster;
     spec.detached = true;
     spec.drain_secs = 10;
     let cluster = Cluster::start(spec)?;
@@ -80,9 +88,33 @@ fn up(root: &Path, state: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The Postgres and Redis URLs, starting private servers in `<state>/services` where none
-/// answers; those are recorded in `services.state` for `down`.
-fn services(state: &Path) -> Result<(String, String)> {
+/// A private three-master Redis Cluster in `<state>/redis-cluster`, its servers recorded in
+/// `services.state` for `down`; answers its seed list.
+fn start_redis_cluster(state: &Path) -> Result<String> {
+    cmd::which("redis-server")
+        .context("redis-server is missing: install the Debian package redis-server")?;
+    let dir = state.join("redis-cluster");
+    let _ = fs::remove_dir_all(&dir);
+    let cluster = herald_cluster::redis_cluster::RedisCluster::start(&dir, 3, true)?;
+    let seeds = cluster.seeds();
+    say(format_args!(
+        "Redis Cluster: {seeds} (private, in {})",
+        dir.display()
+    ));
+    let mut recorded = fs::read_to_string(state.join(SERVICES_STATE)).unwrap_or_default();
+    for m in &cluster.masters {
+        if let Some(pid) = m.pid() {
+            recorded += &format!("redis {pid}\n");
+        }
+    }
+    fs::write(state.join(SERVICES_STATE), recorded)?;
+    cluster.detach();
+    Ok(seeds)
+}
+
+/// The Postgres and (when `redis` is asked for) Redis URLs, starting private servers in
+/// `<state>/services` where none answers; those are recorded in `services.state` for `down`.
+fn services(state: &Path, redis: bool) -> Result<(String, String)> {
     let database_url = env_or(
         "HERALD_TEST_DATABASE_URL",
         "postgres://postgres@127.0.0.1:5432/postgres",
@@ -118,11 +150,12 @@ fn services(state: &Path) -> Result<(String, String)> {
         // It outlives us: `down` stops it.
         ManuallyDrop::new(private).url.clone()
     };
-    let redis_url = if redis::probe(
-        &Endpoint::parse(&redis_url, redis::DEFAULT_PORT)?,
-        PROBE_TIMEOUT,
-    )
-    .is_ok()
+    let redis_url = if !redis
+        || redis::probe(
+            &Endpoint::parse(&redis_url, redis::DEFAULT_PORT)?,
+            PROBE_TIMEOUT,
+        )
+        .is_ok()
     {
         redis_url
     } else {

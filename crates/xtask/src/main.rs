@@ -37,10 +37,11 @@ Commands:
   sdk     Only the SDK step: sdk/js (dist drift, bundle size, npm pack, node --test in Node and
           Chromium), sdk/python (pip wheel, pytest) and herald-client's cargo package --list
 
-  cluster up|down|status
+  cluster up [--redis-cluster]|down|status
           A Herald cluster on this machine: herald admin, three herald edge and a private nginx
           in front (state and logs in target/cluster), on the Postgres and Redis below or
-          private ones; `up` prints the URLs, `status` shows what runs, `down` stops it all
+          private ones; `up` prints the URLs, `status` shows what runs, `down` stops it all.
+          `--redis-cluster`: on a private three-master Redis Cluster instead of one Redis
 
   deploy-check
           Only the deploy kit's checks (hadolint, kubernetes-validate, the compose file, flags and

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use herald_cluster::redis_cluster::RedisCluster;
 use herald_cluster::{Cluster, Spec};
 use herald_store::testing::TestDatabase;
 use serde_json::{json, Value};
@@ -49,10 +50,30 @@ pub fn redis_url() -> String {
     std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// Which Redis the edges share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisKind {
+    /// The shared Redis (`HERALD_TEST_REDIS_URL`), a key prefix of the test's own.
+    One,
+    /// A private three-master Redis Cluster of the test's own.
+    Cluster,
+}
+
+impl std::fmt::Display for RedisKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisKind::One => "one Redis",
+            RedisKind::Cluster => "Redis Cluster (3 masters)",
+        })
+    }
+}
+
 /// A cluster of the test's own; its state directory (logs) is removed afterwards unless the test
 /// failed, when its path is printed.
 pub struct TestCluster {
     pub cluster: Cluster,
+    /// The private Redis Cluster under the edges, on [`RedisKind::Cluster`]; dropped after them.
+    pub redis_cluster: Option<RedisCluster>,
     pub http: reqwest::Client,
     /// The database this cluster created for itself, dropped with it.
     pub db: Option<TestDatabase>,
@@ -63,6 +84,27 @@ impl TestCluster {
     /// Three edges on the shared Redis (a key prefix of their own) and a fresh database.
     pub async fn start() -> TestCluster {
         Self::start_with(&redis_url(), |_| {}).await
+    }
+
+    /// Three edges on `kind` and a fresh database.
+    pub async fn start_on_redis(kind: RedisKind) -> TestCluster {
+        match kind {
+            RedisKind::One => Self::start().await,
+            RedisKind::Cluster => {
+                let dir = target_dir()
+                    .join("cluster-tests")
+                    .join(format!("redis-cluster-{:016x}", rand_u64()));
+                let redis =
+                    tokio::task::spawn_blocking(move || RedisCluster::start(&dir, 3, false))
+                        .await
+                        .unwrap()
+                        .expect("a private Redis Cluster starts (redis-server, redis-cli on PATH)");
+                let mut tc =
+                    Self::start_with(&redis.seeds(), |spec| spec.redis_cluster = true).await;
+                tc.redis_cluster = Some(redis);
+                tc
+            }
+        }
     }
 
     pub async fn start_with(redis_url: &str, tweak: impl FnOnce(&mut Spec)) -> TestCluster {
@@ -106,6 +148,7 @@ impl TestCluster {
         let state_dir = cluster.spec().state_dir.clone();
         TestCluster {
             cluster,
+            redis_cluster: None,
             http: reqwest::Client::builder()
                 .cookie_store(true)
                 .pool_max_idle_per_host(512)
@@ -160,10 +203,13 @@ impl Drop for TestCluster {
         } else {
             let _ = std::fs::remove_dir_all(&self.state_dir);
         }
-        clean_redis(
-            &self.cluster.spec().redis_url,
-            &self.cluster.spec().redis_prefix,
-        );
+        // A private Redis Cluster goes with its servers.
+        if !self.cluster.spec().redis_cluster {
+            clean_redis(
+                &self.cluster.spec().redis_url,
+                &self.cluster.spec().redis_prefix,
+            );
+        }
     }
 }
 
