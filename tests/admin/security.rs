@@ -15,6 +15,8 @@ both_backends!(
     a_database_dump_forges_no_token_when_the_secrets_key_is_set,
     plaintext_signing_secrets_are_encrypted_at_the_next_start,
     an_emergency_rotation_with_grace_0_stops_the_old_key_at_once,
+    two_owners_removing_each_other_at_once_leave_one,
+    every_response_carries_the_security_headers,
 );
 
 /// 32 random bytes, as `--secrets-key` takes them.
@@ -594,4 +596,112 @@ async fn viewers_see_signing_keys_without_their_secrets(app: TestApp) {
     assert_eq!(viewers[0]["current"], true);
     assert!(viewers[0]["created_at"].is_string());
     assert!(viewers[0].get("secret").is_none(), "{viewers}");
+}
+
+async fn two_owners_removing_each_other_at_once_leave_one(app: TestApp) {
+    let store = app.store().await;
+    for round in 0..6 {
+        let slug = format!("race{round}");
+        let ann = account(&app, &format!("ann{round}@example.com"), &slug).await;
+        let bob = account(
+            &app,
+            &format!("bob{round}@example.com"),
+            &format!("{slug}-b"),
+        )
+        .await;
+        let tenant = store
+            .tenant_by_slug(&herald_tests::herald_core_names::slug(&slug))
+            .await
+            .unwrap()
+            .unwrap();
+        let email = herald_core::Email::parse(&format!("bob{round}@example.com")).unwrap();
+        store
+            .add_member(tenant.id, &email, herald_store::Role::Owner)
+            .await
+            .unwrap();
+        let members = call_ok(
+            &app,
+            &ann,
+            "GET",
+            &format!("/api/v1/tenants/{slug}/members"),
+            None,
+            200,
+        )
+        .await;
+        let id = |email: &str| {
+            members
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["email"] == email)
+                .unwrap()["account_id"]
+                .clone()
+        };
+        let (ann_id, bob_id) = (
+            id(&format!("ann{round}@example.com")),
+            id(&format!("bob{round}@example.com")),
+        );
+        let remove_bob = format!("/api/v1/tenants/{slug}/members/{bob_id}");
+        let remove_ann = format!("/api/v1/tenants/{slug}/members/{ann_id}");
+        let (a, b) = tokio::join!(
+            call(&app, &ann, "DELETE", &remove_bob, None),
+            call(&app, &bob, "DELETE", &remove_ann, None),
+        );
+        let statuses = [a.status().as_u16(), b.status().as_u16()];
+        assert!(
+            statuses.contains(&204) && statuses.iter().all(|s| [204, 404, 409].contains(s)),
+            "round {round}: {statuses:?}"
+        );
+        let owners = store
+            .members(tenant.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.role == herald_store::Role::Owner)
+            .count();
+        assert_eq!(owners, 1, "round {round}: {statuses:?}");
+    }
+}
+
+async fn every_response_carries_the_security_headers(app: TestApp) {
+    use herald_http::security::{API_CSP, DOCS_CSP, WEB_CSP};
+    let (t, key) = app.tenant("acme").await;
+    let anonymous = Client::new();
+    let stream = anonymous
+        .get(app.url(&format!("/v1/{t}/channels/c/events")))
+        .send()
+        .await
+        .unwrap();
+    let mut responses = vec![("stream".to_owned(), stream, API_CSP)];
+    for (path, csp) in [
+        ("/api/v1/me".to_owned(), API_CSP),
+        ("/api/v1/tenants/nope".to_owned(), API_CSP),
+        (format!("/v1/{t}/channels/c/history"), API_CSP),
+        ("/no/such/thing".to_owned(), API_CSP),
+        ("/healthz".to_owned(), API_CSP),
+        ("/metrics".to_owned(), API_CSP),
+        ("/api/openapi.json".to_owned(), API_CSP),
+        ("/api/docs/".to_owned(), DOCS_CSP),
+        ("/api/docs/swagger-ui.css".to_owned(), DOCS_CSP),
+        ("/".to_owned(), WEB_CSP),
+        ("/ui/app.js".to_owned(), WEB_CSP),
+    ] {
+        let r = anonymous.get(app.url(&path)).send().await.unwrap();
+        responses.push((path, r, csp));
+    }
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/{t}/channels/c/history")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    responses.push(("history".to_owned(), r, API_CSP));
+    for (what, r, csp) in responses {
+        let h = r.headers();
+        assert_eq!(h["content-security-policy"], csp, "{what}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(h["x-frame-options"], "DENY", "{what}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{what}");
+    }
 }

@@ -2,6 +2,7 @@
 
 mod batch;
 mod faults;
+mod hostile;
 mod limits;
 mod multi;
 mod publish;

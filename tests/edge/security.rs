@@ -1,9 +1,12 @@
 //! Holes a security review found in the edge (issue 11), each closed with its test.
 
-use herald_tests::{both_backends, TestApp};
+use herald_tests::{both_backends, now_secs, sign_token, TestApp};
 use serde_json::{json, Value};
 
-both_backends!(a_limited_key_mints_only_what_it_could_subscribe_to_itself);
+both_backends!(
+    a_limited_key_mints_only_what_it_could_subscribe_to_itself,
+    a_token_is_refused_before_its_nbf,
+);
 
 /// A `subscribe` key of `slug` limited to `channels`.
 async fn limited_key(app: &TestApp, slug: &str, channels: Value) -> String {
@@ -63,4 +66,31 @@ async fn a_limited_key_mints_only_what_it_could_subscribe_to_itself(app: TestApp
             .unwrap();
         assert_eq!(r.status(), 200);
     }
+}
+
+async fn a_token_is_refused_before_its_nbf(app: TestApp) {
+    let (t, _) = app.tenant("acme").await;
+    app.make_private(&t, "vip").await;
+    let keys = app.signing_keys(&t).await;
+    let current = keys.iter().find(|k| k.current).unwrap();
+    let open = |nbf: u64| {
+        let token = sign_token(
+            Some(&current.kid),
+            &current.secret,
+            &json!({"tenant": t, "channels": ["vip"], "exp": now_secs() + 3600, "nbf": nbf}),
+        );
+        let url = app.url(&format!("/v1/{t}/channels/vip/events?token={token}"));
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let r = open(now_secs() + 3600).await;
+    assert_eq!(r.status(), 401);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("nbf"),
+        "{problem}"
+    );
+    // Within the leeway, and after, it opens.
+    assert_eq!(open(now_secs() + 5).await.status(), 200);
+    assert_eq!(open(now_secs() - 60).await.status(), 200);
 }

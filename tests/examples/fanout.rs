@@ -25,7 +25,8 @@ async fn main() {
     let subscribers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let events: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     for backend in [Backend::Embedded, Backend::Cluster] {
-        let app = TestApp::spawn(backend).await;
+        // Every subscriber comes from loopback: no per-address stream cap.
+        let app = TestApp::spawn_with(backend, |c| c.max_streams_per_ip = 0).await;
         let (t, key) = app.tenant("bench").await;
         let samples = Arc::new(Mutex::new(Vec::with_capacity(subscribers * events)));
         let mut readers = Vec::new();

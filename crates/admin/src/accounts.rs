@@ -134,7 +134,7 @@ async fn with_new_session(
 ) -> Result<Response, ApiError> {
     let token = state
         .store
-        .create_session(account.id, state.config.session_ttl)
+        .create_session(account.id, state.session_lifetime())
         .await?;
     let mut response = (status, axum::Json(body)).into_response();
     response

@@ -176,7 +176,7 @@ impl FromRequestParts<AdminState> for Session {
         check_origin(&parts.method, &parts.headers, state)?;
         let account = state
             .store
-            .session_account(&token, state.config.session_ttl)
+            .session_account(&token, state.session_lifetime())
             .await?
             .ok_or_else(|| ApiError::unauthorized("the session has ended; log in again"))?;
         Ok(Session { account, token })
@@ -241,7 +241,12 @@ pub fn set_cookie(state: &AdminState, token: &str) -> HeaderValue {
     } else {
         ""
     };
-    let max_age = state.config.session_ttl.as_secs();
+    // The browser forgets the cookie when the server would refuse it anyway.
+    let max_age = state
+        .config
+        .session_ttl
+        .min(state.config.session_max_age)
+        .as_secs();
     HeaderValue::from_str(&format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))

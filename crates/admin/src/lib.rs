@@ -37,6 +37,9 @@ pub use openapi::openapi_json;
 
 /// How long a session lives without use, unless configured otherwise.
 pub const SESSION_TTL: Duration = Duration::from_secs(14 * 86_400);
+/// How long a session lives after its login however it is used, unless configured otherwise:
+/// 12 hours, OWASP ASVS level 2's bound for re-authentication (V3.3.2).
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 
 /// Settings of the admin API that come from the command line.
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct AdminConfig {
     pub public_origin: String,
     /// How long a session lives without use.
     pub session_ttl: Duration,
+    /// How long a session lives after its login, however it is used.
+    pub session_max_age: Duration,
     /// How long a rotated-out signing key still verifies.
     pub signing_key_grace: Duration,
     /// The plans tenants can be on.
@@ -64,6 +69,7 @@ impl AdminConfig {
         Self {
             public_origin,
             session_ttl: SESSION_TTL,
+            session_max_age: SESSION_MAX_AGE,
             signing_key_grace: Duration::from_secs(86_400),
             plans: Arc::new(Plans::builtin()),
             default_plan: "free".to_owned(),
@@ -107,6 +113,14 @@ impl AdminState {
             passwords: password_gate::PasswordGate::new(config.password_hash_concurrency),
             config,
         }))
+    }
+
+    /// How long sessions live.
+    fn session_lifetime(&self) -> herald_store::SessionLifetime {
+        herald_store::SessionLifetime {
+            idle: self.config.session_ttl,
+            absolute: self.config.session_max_age,
+        }
     }
 
     /// Whether cookies must be `Secure` (the public URL is https).

@@ -556,9 +556,16 @@ async fn serve_openapi() -> Response {
         .into_response()
 }
 
-/// `/api/openapi.json` and `/api/docs`.
+/// `/api/openapi.json` and `/api/docs`, the Swagger UI with the policy it needs
+/// ([`herald_http::security::DOCS_CSP`]).
 pub fn docs_router() -> Router {
     let ui = SwaggerUi::new("/api/docs").config(Config::new(["/api/openapi.json"]));
+    let ui = Router::from(ui).layer(axum::middleware::map_response(
+        |mut response: axum::response::Response| async move {
+            herald_http::security::insert(response.headers_mut(), herald_http::security::DOCS_CSP);
+            response
+        },
+    ));
     Router::new()
         .route("/api/openapi.json", get(serve_openapi))
         .merge(ui)

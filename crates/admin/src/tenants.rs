@@ -529,19 +529,17 @@ pub async fn remove_member(
     require_owner_account(&caller, &a)?;
     let not_found = || ApiError::new(ErrorCode::NotFound, "no such member");
     let account = AccountId(account_id.parse().map_err(|_| not_found())?);
-    let members = state.store.members(a.tenant.id).await?;
-    let member = members
-        .iter()
-        .find(|m| m.account_id == account)
-        .ok_or_else(not_found)?;
-    let owners = members.iter().filter(|m| m.role == Role::Owner).count();
-    if member.role == Role::Owner && owners <= 1 {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "the last owner cannot be removed; delete the tenant instead",
-        ));
-    }
-    state.store.remove_member(a.tenant.id, account).await?;
+    let member = match state.store.remove_member(a.tenant.id, account).await {
+        Ok(herald_store::MemberRemoval::Removed(member)) => member,
+        Ok(herald_store::MemberRemoval::LastOwner) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "the last owner cannot be removed; delete the tenant instead",
+            ))
+        }
+        Err(herald_store::StoreError::NotFound) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
     a.audit(&state, "member.remove", Some(member.email.as_str()), None)
         .await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -2,7 +2,8 @@
 //! header's `kid`. `POST /v1/{tenant}/tokens` mints them; tenants may also sign their own.
 //!
 //! Claims: `tenant` (must equal the URL's), `channels` (names, `*` only as the last character),
-//! `exp` (required, 30 s leeway), optional `sub`. Any `alg` but HS256 is refused before a key is
+//! `exp` (required, 30 s leeway), optional `sub`, and `nbf` checked when present (with the same
+//! leeway). Any `alg` but HS256 is refused before a key is
 //! looked at, so a token can never choose how it is checked.
 
 use axum::extract::rejection::BytesRejection;
@@ -68,6 +69,7 @@ pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<C
         .ok_or_else(|| invalid("kid names no signing key of this tenant"))?;
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
     validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp"]);
     let claims = jsonwebtoken::decode::<Claims>(
@@ -77,6 +79,7 @@ pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<C
     )
     .map_err(|e| match e.kind() {
         jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid("expired"),
+        jsonwebtoken::errors::ErrorKind::ImmatureSignature => invalid("not valid yet (nbf)"),
         jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("bad signature"),
         _ => invalid("unreadable claims"),
     })?

@@ -214,6 +214,78 @@ pub struct Config {
     #[arg(long, env = "HERALD_SECRETS_KEY", value_parser = parse_secrets_key, global = true, hide_env_values = true)]
     pub secrets_key: Option<SecretsKey>,
 
+    /// Seconds a login session lives, however it is used (it also ends after 14 days unused).
+    /// Default: 12 hours, OWASP ASVS level 2's bound for re-authentication.
+    #[arg(
+        long,
+        env = "HERALD_SESSION_MAX_AGE_SECS",
+        default_value_t = 43_200,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub session_max_age_secs: u64,
+
+    /// Seconds a new connection has to send its first request's headers; a slower client is
+    /// disconnected (slowloris).
+    #[arg(
+        long,
+        env = "HERALD_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a kept-alive HTTP/1.1 connection may wait for, and then send, its next
+    /// request's headers. Longer than the 60 s for which nginx and most load balancers keep idle
+    /// upstream connections, so that they never reuse one Herald is closing.
+    #[arg(
+        long,
+        env = "HERALD_KEEP_ALIVE_SECS",
+        default_value_t = 75,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub keep_alive_secs: u64,
+
+    /// Seconds a request body has to arrive, whole, from its first read; slower is 408
+    /// `request_timeout`.
+    #[arg(
+        long,
+        env = "HERALD_BODY_READ_TIMEOUT_SECS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub body_read_timeout_secs: u64,
+
+    /// Seconds any request but a stream (`GET …/events`) may take to be answered; longer is 503
+    /// `unavailable`.
+    #[arg(
+        long,
+        env = "HERALD_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Connections this process holds at once; one more is answered 503 and closed at once.
+    /// Default: the open-files limit (raised to its hard limit at start-up) less a tenth kept for
+    /// the database, Redis and files.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+
+    /// Streams one client IP may hold open on this process (the address `--trusted-proxies`
+    /// resolves); one more is 429 `quota_exceeded`. 0 = no limit.
+    #[arg(
+        long,
+        env = "HERALD_MAX_STREAMS_PER_IP",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_streams_per_ip: usize,
+
     /// Argon2 password checks (logins, sign-ups, password changes) run at once; 16 times as many
     /// may be waiting, and the rest get 503 at once. Default: the number of CPUs.
     #[arg(long, env = "HERALD_PASSWORD_HASH_CONCURRENCY", global = true)]
@@ -323,6 +395,20 @@ impl Config {
     /// How long the cached control-plane view stands in for an unreachable database.
     pub fn control_stale_for(&self) -> Duration {
         Duration::from_secs(self.control_stale_secs)
+    }
+
+    /// The timeouts and caps of [`crate::serve`] and [`crate::request_limits`].
+    pub fn server_limits(&self) -> crate::serve::ServerLimits {
+        crate::serve::ServerLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            keep_alive: Duration::from_secs(self.keep_alive_secs),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(crate::serve::default_max_connections),
+            max_streams_per_ip: self.max_streams_per_ip,
+        }
     }
 
     /// How long a rotated-out signing key still verifies.

@@ -4,9 +4,10 @@
 pub mod config;
 pub mod operator;
 pub mod proxy;
+pub mod request_limits;
+pub mod serve;
 pub mod telemetry;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use herald_admin::{AdminConfig, AdminState};
 use herald_core::ErrorCode;
@@ -48,6 +48,8 @@ pub struct App {
     router: Router,
     shutdown: CancellationToken,
     drain: Duration,
+    limits: serve::ServerLimits,
+    metrics: Arc<Metrics>,
     store: Store,
     /// Cancelled once the server has drained, for the last usage flush.
     flushed: CancellationToken,
@@ -75,6 +77,7 @@ impl App {
         routes: Routes,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<App> {
+        serve::raise_open_files_limit();
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -149,6 +152,7 @@ impl App {
             AdminConfig {
                 public_origin: config.public_origin(),
                 session_ttl: herald_admin::SESSION_TTL,
+                session_max_age: Duration::from_secs(config.session_max_age_secs),
                 signing_key_grace: config.signing_key_grace(),
                 plans,
                 default_plan: config.default_plan.clone(),
@@ -168,18 +172,20 @@ impl App {
                 .merge(herald_web::router());
         }
         let rejections = metrics.clone();
+        let limits = config.server_limits();
         let health = Health {
             store: store.clone(),
             broker,
             database_optional: routes == Routes::Edge,
         };
+        let metrics_page = metrics.clone();
         let router = router
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(ready).with_state(health))
             .route(
                 "/metrics",
                 get(move || {
-                    let metrics = metrics.clone();
+                    let metrics = metrics_page.clone();
                     async move {
                         (
                             [(
@@ -192,19 +198,29 @@ impl App {
                 }),
             )
             .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such resource") });
+        // Outermost last: the client's address is resolved first, so that the request limits
+        // count streams per client; every refusal below the telemetry layer is traced and
+        // counted; every response gets the security headers.
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            request_limits::RequestLimits::new(&limits),
+            request_limits::enforce,
+        ));
         let router = herald_http::count_rejections(router, move |code| rejections.rejected(code))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(telemetry::layer())
             .layer(axum::middleware::from_fn_with_state(
                 proxy::TrustedProxies::new(config.trusted_proxies.clone()),
                 proxy::resolve,
-            ));
+            ))
+            .layer(axum::middleware::from_fn(herald_http::security::layer));
         Ok(App {
             public_url: config.public_url(),
             listener,
             router,
             shutdown,
             drain: config.drain(),
+            limits,
+            metrics,
             store,
             flushed,
             flusher,
@@ -236,28 +252,18 @@ impl App {
             router,
             shutdown,
             drain,
+            limits,
+            metrics,
             store,
             flushed,
             flusher,
         } = self;
-        let signal = shutdown.clone();
-        // Every event must leave at once: without TCP_NODELAY, Nagle holds a second small frame
-        // until the client's delayed ACK (~40 ms). Frames are coalesced by us, not the kernel.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
+        let server = serve::serve(listener, router, limits, shutdown.clone(), move || {
+            metrics.rejected(ErrorCode::Unavailable)
         });
-        // Peer addresses feed login throttling and the audit log.
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { signal.cancelled().await })
-        .into_future();
         tokio::pin!(server);
         tokio::select! {
-            result = &mut server => result.context("server error")?,
+            () = &mut server => {}
             () = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(drain).await;

@@ -9,9 +9,10 @@ mod api_key;
 mod body;
 mod error;
 mod path;
+pub mod security;
 
 pub use api_key::{api_key_secret, check_api_key};
-pub use body::{body_error, media_type, require_json, Json};
+pub use body::{body_error, media_type, require_json, BodyTimeout, Json, TimedBody};
 pub use error::{count_rejections, problem_response, ApiError};
 pub use path::{ChannelPath, TenantPath};
 

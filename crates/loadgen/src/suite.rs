@@ -108,6 +108,8 @@ async fn start_herald(
         .arg("--plans")
         .arg(plans)
         .args(["--default-plan", "bench"])
+        // Every simulated subscriber comes from loopback: no per-address stream cap.
+        .args(["--max-streams-per-ip", "0"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?);

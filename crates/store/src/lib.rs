@@ -46,9 +46,9 @@ pub use error::{redact_url, StoreError};
 pub use ids::{AccountId, TenantId};
 pub use plans::{Plan, Plans, PlansError};
 pub use secrets::SecretsKey;
-pub use sessions::SessionToken;
+pub use sessions::{SessionLifetime, SessionToken};
 pub use signing_keys::SigningKey;
-pub use tenants::{Member, Membership, Role, Tenant, TenantPatch, SLUG_QUARANTINE};
+pub use tenants::{Member, MemberRemoval, Membership, Role, Tenant, TenantPatch, SLUG_QUARANTINE};
 pub use usage::{day_of, Attempt, DailyUsage, UsageDay};
 
 use sqlx::AnyPool;

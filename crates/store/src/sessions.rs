@@ -2,7 +2,9 @@
 //!
 //! The token is 32 random bytes, handed to the browser once (as a cookie) and stored only as its
 //! SHA-256 hex: a leaked database lets nobody log in. Logout deletes the row, so it ends the session
-//! on the server too. A session slides: looking it up renews it once less than half its TTL remains.
+//! on the server too. A session slides: looking it up renews it once less than half its idle TTL
+//! remains; but never past its absolute lifetime from the login, however it is used, so a stolen
+//! cookie kept busy still dies.
 
 use std::fmt;
 use std::time::Duration;
@@ -52,11 +54,29 @@ pub(crate) fn token_hash(token: &str) -> String {
 struct SessionRow {
     #[sqlx(flatten)]
     account: AccountRow,
+    session_created_at: i64,
     expires_at: i64,
 }
 
+/// How long a session lives: `idle` after its last use, and `absolute` after the login at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetime {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+/// A bare TTL: the idle lifetime, with no absolute cap.
+impl From<Duration> for SessionLifetime {
+    fn from(idle: Duration) -> Self {
+        Self {
+            idle,
+            absolute: Duration::MAX,
+        }
+    }
+}
+
 impl Store {
-    /// Starts a session for `account` that expires `ttl` from now, and returns its token.
+    /// Starts a session for `account` that lives `lifetime`, and returns its token.
     ///
     /// An account that does not exist is `NotFound`. Also forgets the account's expired sessions,
     /// so that they do not pile up.
@@ -64,8 +84,10 @@ impl Store {
     pub async fn create_session(
         &self,
         account: AccountId,
-        ttl: Duration,
+        lifetime: impl Into<SessionLifetime>,
     ) -> Result<SessionToken, StoreError> {
+        let lifetime = lifetime.into();
+        let ttl = lifetime.idle.min(lifetime.absolute);
         let token = SessionToken::generate();
         let now = now_ms();
         delete_expired_sessions(&self.pool, account, now).await?;
@@ -81,22 +103,33 @@ impl Store {
         Ok(token)
     }
 
-    /// The account of the live session `token`; `None` when there is none or it has expired.
+    /// The account of the live session `token`; `None` when there is none, it has expired, or
+    /// it is older than the absolute lifetime (then it is deleted).
     ///
-    /// Renews the session to expire `ttl` from now when less than half of `ttl` remains.
+    /// Renews the session to expire the idle TTL from now when less than half of it remains, but
+    /// never past the absolute lifetime.
     pub async fn session_account(
         &self,
         token: &str,
-        ttl: Duration,
+        lifetime: impl Into<SessionLifetime>,
     ) -> Result<Option<Account>, StoreError> {
+        let lifetime = lifetime.into();
         let hash = token_hash(token);
         let now = now_ms();
         let Some(row) = select_live_session(&self.pool, &hash, now).await? else {
             return Ok(None);
         };
-        let ttl = duration_ms(ttl);
-        if row.expires_at.saturating_sub(now) < ttl / 2 {
-            renew_session(&self.pool, &hash, now.saturating_add(ttl)).await?;
+        let ends = row
+            .session_created_at
+            .saturating_add(duration_ms(lifetime.absolute));
+        if now >= ends {
+            delete_session(&self.pool, &hash).await?;
+            return Ok(None);
+        }
+        let ttl = duration_ms(lifetime.idle);
+        let renewed = now.saturating_add(ttl).min(ends);
+        if row.expires_at.saturating_sub(now) < ttl / 2 && renewed > row.expires_at {
+            renew_session(&self.pool, &hash, renewed).await?;
         }
         Ok(Some(row.account.try_into()?))
     }
@@ -137,7 +170,7 @@ async fn select_live_session(
 ) -> sqlx::Result<Option<SessionRow>> {
     sqlx::query_as(
         r#"
-        select a.id, a.email, a.created_at, s.expires_at
+        select a.id, a.email, a.created_at, s.created_at as session_created_at, s.expires_at
         from sessions s
         join accounts a on a.id = s.account_id
         where s.token_hash = $1 and s.expires_at > $2

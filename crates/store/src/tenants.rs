@@ -366,23 +366,50 @@ impl Store {
         })
     }
 
-    /// Ends `account`'s membership of the tenant. `NotFound` when it is not a member.
+    /// Ends `account`'s membership of the tenant, unless it is the tenant's last owner.
+    /// `NotFound` when it is not a member.
+    ///
+    /// The owner count and the removal are one transaction that first writes the tenant's row
+    /// (so SQLite takes its write lock at once, and on Postgres the row lock makes a concurrent
+    /// removal wait, then count again with what this one committed): two owners removing each
+    /// other at once leave one, never none.
     pub async fn remove_member(
         &self,
         tenant: TenantId,
         account: AccountId,
-    ) -> Result<(), StoreError> {
-        let result =
-            sqlx::query(r#"delete from memberships where tenant_id = $1 and account_id = $2"#)
-                .bind(tenant.0)
-                .bind(account.0)
-                .execute(&self.pool)
-                .await?;
-        if result.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
+    ) -> Result<MemberRemoval, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(r#"update tenants set name = name where id = $1"#)
+            .bind(tenant.0)
+            .execute(&mut *tx)
+            .await?;
+        let members = select_members(&mut *tx, tenant).await?;
+        let owners = members.iter().filter(|m| m.role == "owner").count();
+        let row = members
+            .into_iter()
+            .find(|m| m.account_id == account.0)
+            .ok_or(StoreError::NotFound)?;
+        let member = Member::try_from(row)?;
+        if member.role == Role::Owner && owners <= 1 {
+            return Ok(MemberRemoval::LastOwner);
         }
-        Ok(())
+        sqlx::query(r#"delete from memberships where tenant_id = $1 and account_id = $2"#)
+            .bind(tenant.0)
+            .bind(account.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(MemberRemoval::Removed(member))
     }
+}
+
+/// What [`Store::remove_member`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberRemoval {
+    /// The member is gone.
+    Removed(Member),
+    /// Nothing: the member is the tenant's last owner.
+    LastOwner,
 }
 
 /// Inserts a tenant and its first signing key, refusing a slug in quarantine.

@@ -34,12 +34,8 @@ fn served(path: &str) -> bool {
     !path.ends_with(".md") && !path.contains("LICENSE")
 }
 
-/// The policy of every page and asset: scripts and styles only from files of this origin (no
-/// inline script, no inline style sheet), API calls and the inspector's `EventSource` to this
-/// origin only, and never framed.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
-     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// The policy of every page and asset (shared with the rest of the server's security headers).
+pub use herald_http::security::WEB_CSP as CONTENT_SECURITY_POLICY;
 
 /// The app's page URLs: each answers the shell.
 const PAGES: [&str; 9] = [
@@ -146,21 +142,7 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
 
 /// The headers every response of the web admin carries.
 fn security_headers() -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    headers
+    herald_http::security::headers(CONTENT_SECURITY_POLICY)
 }
 
 fn not_found() -> Response {

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use herald_store::testing::TestDatabase;
-use herald_store::{AccountId, StoreError};
+use herald_store::{AccountId, SessionLifetime, StoreError};
 
 use crate::{on_both_backends, raw_pool, signup};
 
@@ -12,6 +12,7 @@ on_both_backends!(
     expired_sessions_are_gone,
     sessions_renew_once_half_their_ttl_has_passed,
     sessions_need_an_existing_account,
+    sessions_end_at_their_absolute_lifetime_however_busy,
 );
 
 async fn sessions_resolve_to_their_account_until_deleted(db: TestDatabase) {
@@ -106,4 +107,57 @@ async fn sessions_need_an_existing_account(db: TestDatabase) {
     let store = db.store().await;
     let result = store.create_session(AccountId(4242), HOUR).await;
     assert!(matches!(result, Err(StoreError::NotFound)), "{result:?}");
+}
+
+async fn sessions_end_at_their_absolute_lifetime_however_busy(db: TestDatabase) {
+    let store = db.store().await;
+    let raw = raw_pool(&db).await;
+    let (account, _) = signup(&store, "ann@example.com", "acme").await;
+    let lifetime = SessionLifetime {
+        idle: 4 * HOUR,
+        absolute: 12 * HOUR,
+    };
+    let token = store.create_session(account.id, lifetime).await.unwrap();
+    // Logged in ten hours ago and used ever since, an hour of idle time left: it lives on, but
+    // renewing it does not carry it past its twelfth hour.
+    let hour_ms: i64 = 3600 * 1000;
+    sqlx::query("update sessions set created_at = created_at - $1, expires_at = expires_at - $2")
+        .bind(10 * hour_ms)
+        .bind(3 * hour_ms)
+        .execute(&raw)
+        .await
+        .unwrap();
+    assert!(store
+        .session_account(token.expose(), lifetime)
+        .await
+        .unwrap()
+        .is_some());
+    let (created, expires): (i64, i64) =
+        sqlx::query_as("select created_at, expires_at from sessions")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert_eq!(
+        expires,
+        created + 12 * 3600 * 1000,
+        "renewed to the absolute end, not a full idle TTL"
+    );
+    // Past its twelfth hour it is gone, though its idle expiry is hours away.
+    sqlx::query("update sessions set created_at = created_at - $1, expires_at = expires_at + $1")
+        .bind(3 * hour_ms)
+        .execute(&raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .session_account(token.expose(), lifetime)
+            .await
+            .unwrap(),
+        None
+    );
+    let left: i64 = sqlx::query_scalar("select count(*) from sessions")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "and deleted");
 }
