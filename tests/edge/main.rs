@@ -7,6 +7,7 @@ mod limits;
 mod multi;
 mod publish;
 mod replay;
+mod request_ids;
 mod security;
 mod slow;
 mod tokens;

@@ -13,10 +13,16 @@ both_backends!(
     rejections_are_counted_by_reason,
 );
 
+/// The status and problem body, without its `request_id` (checked to repeat the response's
+/// `X-Request-Id`).
 async fn problem(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     assert_eq!(r.headers()["content-type"], "application/problem+json");
-    (status, r.json().await.unwrap())
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut body: Value = r.json().await.unwrap();
+    let repeated = body.as_object_mut().unwrap().remove("request_id");
+    assert_eq!(repeated, Some(Value::String(id)), "{body}");
+    (status, body)
 }
 
 async fn publish_needs_a_valid_key_of_the_tenant(app: TestApp) {

@@ -51,7 +51,7 @@ impl PartialSchema for Problem {
             .schema_type(Type::Object)
             .description(Some(
                 "An RFC 9457 problem. `code` is stable and machine-readable; 429 and 503 answers \
-                 carry `Retry-After`.",
+                 carry `Retry-After`; `request_id` repeats the response's `X-Request-Id`.",
             ))
             .property("type", string("Always `about:blank`."))
             .property(
@@ -70,6 +70,13 @@ impl PartialSchema for Problem {
             .property(
                 "code",
                 string("The stable error code.").enum_values(Some(codes)),
+            )
+            .property(
+                "request_id",
+                string(
+                    "The response's `X-Request-Id`: the request's own when it sent a sane one \
+                     (1 to 128 visible ASCII characters), else one made by the server.",
+                ),
             )
             .required("type")
             .required("title")
@@ -305,9 +312,10 @@ pub async fn channel_info() {}
     responses((status = 200, description = "Alive", content_type = "text/plain", body = String, example = json!("ok\n"))))]
 pub async fn healthz() {}
 
-/// Readiness: the database and the broker answer.
+/// Readiness: the database and the broker answer (an edge needs only the broker: without its
+/// database it rides on its cached view, stays ready and says `degraded`).
 #[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz", security(()),
-    responses((status = 200, description = "Ready", content_type = "text/plain", body = String, example = json!("ready\n"))))]
+    responses((status = 200, description = "Ready (or, on an edge without its database, `degraded: ...`)", content_type = "text/plain", body = String, example = json!("ready\n"))))]
 pub async fn readyz() {}
 
 /// This document.

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod meter;
 pub mod metrics;
 mod publish;
+mod stream_end;
 mod subscribe;
 mod tokens;
 

@@ -35,6 +35,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::auth::{suspended, Credential};
 use crate::meter::StreamMeter;
+use crate::stream_end::{EndReason, StreamEnd};
 use crate::EdgeState;
 use axum::extract::ConnectInfo;
 use axum::Extension;
@@ -220,9 +221,11 @@ async fn open(
         .map(|bytes| Chunk::plain(bytes, false))
         .collect();
     let heartbeat = Box::pin(tokio::time::sleep(state.config.heartbeat));
+    let end = StreamEnd::new(tenant.clone(), lanes.len());
     let feed = Feed {
         state,
         tenant,
+        end,
         _permit: permit,
         meter,
         lanes,
@@ -323,6 +326,8 @@ struct Feed {
     /// Counts the connection against the tenant's quota until the stream ends.
     _permit: ConnectionPermit,
     meter: StreamMeter,
+    /// Logs the stream's end.
+    end: StreamEnd,
     lanes: Vec<Lane>,
     multi: bool,
     live: SelectAll<stream::BoxStream<'static, LaneItem>>,
@@ -340,6 +345,9 @@ impl Feed {
                 self.reset_heartbeat();
                 self.meter
                     .wrote(chunk.bytes.len(), chunk.event, chunk.live_since);
+                if chunk.event {
+                    self.end.delivered();
+                }
                 return Some(chunk.bytes);
             }
             if self.retry_read.is_none() {
@@ -356,7 +364,10 @@ impl Feed {
             };
             tokio::select! {
                 biased;
-                _ = self.state.shutdown.cancelled() => return None,
+                _ = self.state.shutdown.cancelled() => {
+                    self.end.ending(EndReason::Drain);
+                    return None;
+                }
                 item = self.live.next() => match item {
                     Some((i, Some(Ok(Live::Event(event))))) => self.accept(i, &event),
                     Some((i, Some(Ok(Live::Resync)))) => {
@@ -369,13 +380,17 @@ impl Feed {
                     }
                     // The hub closed a channel (ended by the control plane): end the stream;
                     // a reconnect is checked anew.
-                    Some((_, None)) | None => return None,
+                    Some((_, None)) | None => {
+                        self.end.ending(EndReason::Closed);
+                        return None;
+                    }
                 },
                 _ = retry => self.retry_read = None,
                 _ = self.heartbeat.as_mut() => {
                     // A quiet moment to notice that the tenant was suspended or deleted (a
                     // cached lookup), for processes that were not told directly.
                     if !tenant_active(self.state.clone(), self.tenant.clone()).await {
+                        self.end.ending(EndReason::TenantInactive);
                         return None;
                     }
                     self.reset_heartbeat();

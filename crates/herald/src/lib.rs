@@ -4,6 +4,7 @@
 pub mod config;
 pub mod operator;
 pub mod proxy;
+pub mod request_id;
 pub mod request_limits;
 pub mod serve;
 pub mod telemetry;
@@ -208,6 +209,8 @@ impl App {
         let router = herald_http::count_rejections(router, move |code| rejections.rejected(code))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .layer(telemetry::layer())
+            // Outside the trace layer, so that the request's span carries the id.
+            .layer(axum::middleware::from_fn(request_id::assign))
             .layer(axum::middleware::from_fn_with_state(
                 proxy::TrustedProxies::new(config.trusted_proxies.clone()),
                 proxy::resolve,

@@ -1,5 +1,6 @@
-//! Logging, set up once. Request spans carry the method and the *matched route*, never the raw
-//! URI: query strings can hold subscriber tokens and cursors, headers hold keys and cookies.
+//! Logging, set up once. Request spans carry the method, the *matched route* and the tenant,
+//! never the raw URI: query strings can hold subscriber tokens and cursors, headers hold keys
+//! and cookies.
 
 use axum::extract::MatchedPath;
 use axum::http::Request;
@@ -8,6 +9,7 @@ use tracing::Level;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::request_id::RequestId;
 
 /// Sets up logging. `otlp_endpoint` is where traces are to be exported (`--otlp-endpoint`);
 /// the exporter itself is not built in yet, so a configured endpoint is announced, not used.
@@ -26,7 +28,9 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&axum::http::Uri>) {
     }
 }
 
-/// A span per request, named after the route it matched.
+/// A span per request, named after the route it matched, with the request's id and, on routes
+/// of one tenant, the tenant; one line per request when it is answered (status and latency),
+/// inside that span, so that every request line names its route, tenant and request id.
 pub fn layer<B>() -> TraceLayer<
     tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
     impl Fn(&Request<B>) -> tracing::Span + Clone,
@@ -37,7 +41,43 @@ pub fn layer<B>() -> TraceLayer<
                 .extensions()
                 .get::<MatchedPath>()
                 .map_or("unmatched", MatchedPath::as_str);
-            tracing::info_span!("request", method = %req.method(), route)
+            let request_id = req
+                .extensions()
+                .get::<RequestId>()
+                .map_or("", RequestId::as_str);
+            let span = tracing::info_span!(
+                "request",
+                method = %req.method(),
+                route,
+                tenant = tracing::field::Empty,
+                request_id
+            );
+            if let Some(tenant) = tenant_of(route, req.uri().path()) {
+                span.record("tenant", tenant);
+            }
+            span
         })
-        .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+        .on_response(DefaultOnResponse::new().level(Level::INFO))
+}
+
+/// The `{tenant}` segment of `path`, when `route` (the pattern it matched) has one. A slug, not
+/// a secret; and only the path is read, never the query.
+fn tenant_of<'a>(route: &str, path: &'a str) -> Option<&'a str> {
+    let at = route.split('/').position(|segment| segment == "{tenant}")?;
+    path.split('/').nth(at).filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tenant_of;
+
+    #[test]
+    fn the_tenant_is_the_segment_the_route_names() {
+        let edge = "/v1/{tenant}/channels/{channel}/events";
+        assert_eq!(tenant_of(edge, "/v1/acme/channels/c/events"), Some("acme"));
+        let admin = "/api/v1/tenants/{tenant}/keys";
+        assert_eq!(tenant_of(admin, "/api/v1/tenants/acme/keys"), Some("acme"));
+        assert_eq!(tenant_of("/api/v1/me", "/api/v1/me"), None);
+        assert_eq!(tenant_of("unmatched", "/v1/acme"), None);
+    }
 }
