@@ -5,6 +5,7 @@ mod channels;
 mod inspector;
 mod isolation;
 mod keys;
+mod logs;
 mod openapi;
 mod operators;
 mod security;

@@ -538,6 +538,16 @@ pub fn herald_bin() -> std::path::PathBuf {
 
 /// A real `herald` process on the test's database and Redis key space, with its plans.
 pub fn spawn_process(app: &TestApp, port: u16, extra: &[&str]) -> HeraldProcess {
+    spawn_process_logging(app, port, extra, std::process::Stdio::null())
+}
+
+/// [`spawn_process`], its stderr (where it logs) going to `log`.
+pub fn spawn_process_logging(
+    app: &TestApp,
+    port: u16,
+    extra: &[&str],
+    log: impl Into<std::process::Stdio>,
+) -> HeraldProcess {
     let mut cmd = std::process::Command::new(herald_bin());
     cmd.args([
         "--listen",
@@ -549,7 +559,7 @@ pub fn spawn_process(app: &TestApp, port: u16, extra: &[&str]) -> HeraldProcess 
     .env("HERALD_DATABASE_URL", app.db.url())
     .env_remove("HERALD_REDIS_URL")
     .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
+    .stderr(log);
     if let Some(plans) = &app.config.plans {
         cmd.arg("--plans")
             .arg(plans)
