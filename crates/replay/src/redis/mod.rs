@@ -85,6 +85,10 @@ struct Shared {
     connections: std::sync::Mutex<HashMap<TenantSlug, u64>>,
     /// Whether the pub/sub connection is up; new subscriptions are refused while it is not.
     up: AtomicBool,
+    /// Acquires hold it shared while they count, a report exclusively while it snapshots and
+    /// writes this process's counts: a report's snapshot never lands after an acquire it did
+    /// not see (which would undercount, and admit one too many).
+    counting: tokio::sync::RwLock<()>,
 }
 
 enum Command {
@@ -118,6 +122,7 @@ impl RedisBroker {
             connections: std::sync::Mutex::default(),
             hub: Hub::new(crate::hub::HUB_CAPACITY),
             up: AtomicBool::new(true),
+            counting: tokio::sync::RwLock::new(()),
         });
         let (commands, rx) = mpsc::channel(1024);
         let (releases, released) = mpsc::unbounded_channel();
@@ -460,6 +465,7 @@ impl Presence for RedisBroker {
                 counts.remove(tenant);
             }
         };
+        let _counting = self.shared.counting.read().await;
         local(1);
         let total: Result<i64, _> = if self.keys.cluster {
             ACQUIRE_TAGGED

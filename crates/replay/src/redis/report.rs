@@ -60,6 +60,8 @@ impl Reporter {
     /// Proves this process alive and writes the subscriber counts that changed, and this
     /// process's exact connection counts.
     async fn report(&mut self) -> Result<(), BrokerError> {
+        let shared = self.shared.clone();
+        let _counting = shared.counting.write().await;
         let mut cmds = Vec::new();
         let mut alive = redis::cmd("SET");
         alive
