@@ -16,7 +16,7 @@ fn committed() -> String {
 
 #[test]
 fn the_committed_document_matches_the_code() {
-    let generated = herald_admin::openapi_json();
+    let generated = herald::openapi::openapi_json();
     assert!(
         committed() == generated,
         "api-spec/openapi.json differs from the document the code generates; regenerate it with\n\n    \
@@ -26,7 +26,7 @@ fn the_committed_document_matches_the_code() {
 
 #[test]
 fn every_operation_documents_its_errors_as_problems_and_every_schema_has_an_example() {
-    let doc: Value = serde_json::from_str(herald_admin::openapi_json()).unwrap();
+    let doc: Value = serde_json::from_str(herald::openapi::openapi_json()).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -97,7 +97,7 @@ async fn the_served_document_is_the_generated_one(app: TestApp) {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
-    assert_eq!(r.text().await.unwrap(), herald_admin::openapi_json());
+    assert_eq!(r.text().await.unwrap(), herald::openapi::openapi_json());
 }
 
 async fn the_docs_page_renders_from_embedded_assets(app: TestApp) {

@@ -1,6 +1,6 @@
 //! The admin API, `/api/v1`: accounts and sessions, tenants and their members, API keys,
-//! channels, signing keys, usage, limits and the audit log; and its OpenAPI document, which also
-//! describes the edge's `/v1` endpoints, served at `/api/openapi.json` and rendered at `/api/docs`.
+//! channels, signing keys, usage, limits and the audit log; and its part of the OpenAPI
+//! document ([`ApiDoc`]), which the binary joins with the edge's.
 //!
 //! Two ways in. A person's browser holds a session cookie (HttpOnly, SameSite=Strict, ended on
 //! the server at logout), and every state-changing request that relies on it must come from the
@@ -17,7 +17,7 @@ mod auth;
 mod channels;
 mod inspector;
 mod keys;
-pub mod openapi;
+mod openapi;
 mod password_gate;
 mod signing_keys;
 mod tenants;
@@ -33,7 +33,7 @@ use herald_http::ApiError;
 use herald_replay::Broker;
 use herald_store::{ControlView, Plan, Plans, Store};
 
-pub use openapi::openapi_json;
+pub use openapi::ApiDoc;
 
 /// How long a session lives without use, unless configured otherwise.
 pub const SESSION_TTL: Duration = Duration::from_secs(14 * 86_400);
@@ -142,7 +142,7 @@ impl std::ops::Deref for AdminState {
     }
 }
 
-/// The `/api/v1` routes, `/api/openapi.json` and `/api/docs`.
+/// The `/api/v1` routes.
 pub fn router(state: AdminState) -> Router {
     let t = "/api/v1/tenants/{tenant}";
     Router::new()
@@ -196,5 +196,4 @@ pub fn router(state: AdminState) -> Router {
             )
         })
         .with_state(state)
-        .merge(openapi::docs_router())
 }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use herald_core::{ChannelName, ErrorCode, Scope, TenantSlug};
+use herald_http::token::Claims;
 use herald_http::{api_key_secret, bearer, check_api_key, ApiError};
 use herald_store::{ApiKeyAuth, Tenant};
 
-use crate::tokens::{verify, Claims};
+use crate::tokens::verify;
 use crate::EdgeState;
 
 /// Checks the request's API key: well-formed, known, not revoked, of this tenant (a key of

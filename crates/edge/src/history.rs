@@ -7,9 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::{ChannelName, Cursor, ErrorCode, Scope};
 use herald_http::{ApiError, ChannelPath};
-use herald_replay::ChannelKey;
+use herald_replay::{ChannelKey, Gap};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::auth::{authenticate, check_channel, Credential};
 use crate::EdgeState;
@@ -18,24 +19,63 @@ use crate::EdgeState;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
-#[derive(Serialize)]
+/// A retained event.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "1fz3kq-lx9a2bq8-0", "event": "order.created", "data": {"id": 1}}))]
 struct HistoryEvent {
+    /// Its cursor: pass it as `after` to read what came next.
     id: String,
+    /// Its type.
     event: String,
+    /// The published JSON value.
+    #[schema(value_type = Value)]
     data: Box<RawValue>,
 }
 
-#[derive(Serialize)]
-struct HistoryPage {
-    events: Vec<HistoryEvent>,
-    /// Set when the page does not continue right after `after`: `history_truncated` or
-    /// `invalid_cursor`, as a stream's `herald.gap` would say.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gap: Option<&'static str>,
+/// Why a page does not continue right after `after`, as a stream's `herald.gap` would say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = HistoryGap, example = "history_truncated")]
+enum PageGap {
+    /// Events after `after` were trimmed from the history; the page starts at the oldest kept.
+    HistoryTruncated,
+    /// `after` is not a cursor of this channel's history (unreadable, ahead of its head, or of
+    /// an earlier life); the page starts at the oldest kept.
+    InvalidCursor,
 }
 
-/// `GET /v1/{tenant}/channels/{channel}/history?after=<cursor>&limit=100`, with an API key
-/// (`subscribe` scope) or a subscriber token that grants the channel.
+impl From<Gap> for PageGap {
+    fn from(gap: Gap) -> Self {
+        match gap {
+            Gap::HistoryTruncated => Self::HistoryTruncated,
+            Gap::InvalidCursor => Self::InvalidCursor,
+        }
+    }
+}
+
+/// A page of history, oldest first.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"events": [{"id": "1fz3kq-lx9a2bq8-0", "event": "order.created", "data": {"id": 1}}]}))]
+struct HistoryPage {
+    /// The events.
+    events: Vec<HistoryEvent>,
+    /// Absent when the page continues right after `after`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gap: Option<PageGap>,
+}
+
+/// A channel's history after a cursor: the polling fallback.
+///
+/// With an API key (`subscribe` scope) or a subscriber token that grants the channel. Poll with
+/// `after` = the last `id` received.
+#[utoipa::path(get, path = "/v1/{tenant}/channels/{channel}/history", tag = "edge", operation_id = "history",
+    params(ChannelPath,
+        ("after" = Option<String>, Query, description = "Only events after this cursor", example = "1fz3kq-lx9a2bq8-0"),
+        ("limit" = Option<u32>, Query, description = "At most this many (default 100)", minimum = 1, maximum = 1000),
+        ("token" = Option<String>, Query, description = "A subscriber token, instead of the `Authorization` header"),
+    ),
+    security(("api_key" = []), ("subscriber_token" = [])),
+    responses((status = 200, description = "Events, oldest first", body = HistoryPage)))]
 pub async fn history(
     State(state): State<EdgeState>,
     ChannelPath {
@@ -90,8 +130,8 @@ pub async fn history(
     let page = state.broker.read(&key, after, limit).await?;
     let gap = page
         .gap
-        .map(|g| g.reason())
-        .or(unreadable.then_some("invalid_cursor"));
+        .or(unreadable.then_some(Gap::InvalidCursor))
+        .map(PageGap::from);
     let events = page
         .events
         .iter()
@@ -104,15 +144,26 @@ pub async fn history(
     Ok(Json(HistoryPage { events, gap }).into_response())
 }
 
-#[derive(Serialize)]
+/// A channel's live state.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChannelInfo, example = json!({"channel": "orders", "subscribers": 3,
+    "last_event_id": "1fz3kq-lx9a2bq8-0", "retained": 42}))]
 struct ChannelView {
+    /// The channel.
+    #[schema(value_type = String)]
     channel: ChannelName,
+    /// Open streams, across the cluster.
     subscribers: usize,
+    /// The newest event's id; `null` when none is retained.
     last_event_id: Option<String>,
+    /// Events retained.
     retained: usize,
 }
 
-/// `GET /v1/{tenant}/channels/{channel}` with an API key of the tenant.
+/// A channel's live state (API key with the `subscribe` or `publish` scope).
+#[utoipa::path(get, path = "/v1/{tenant}/channels/{channel}", tag = "edge", operation_id = "channel_info",
+    params(ChannelPath), security(("api_key" = [])),
+    responses((status = 200, description = "The channel", body = ChannelView)))]
 pub async fn info(
     State(state): State<EdgeState>,
     ChannelPath {
@@ -138,4 +189,20 @@ pub async fn info(
         retained: info.retained,
     })
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page's `gap` says what a stream's `herald.gap` says.
+    #[test]
+    fn a_page_names_its_gap_as_a_stream_does() {
+        for gap in [Gap::HistoryTruncated, Gap::InvalidCursor] {
+            assert_eq!(
+                serde_json::to_value(PageGap::from(gap)).unwrap(),
+                gap.reason()
+            );
+        }
+    }
 }

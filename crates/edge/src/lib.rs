@@ -10,6 +10,7 @@ mod history;
 pub mod limits;
 pub mod meter;
 pub mod metrics;
+mod openapi;
 mod publish;
 mod stream_end;
 mod subscribe;
@@ -30,6 +31,7 @@ pub use herald_store::{Clock, SystemClock};
 pub use limits::Limits;
 pub use meter::Usage;
 pub use metrics::Metrics;
+pub use openapi::ApiDoc;
 
 /// Settings of the edge that come from the command line.
 #[derive(Debug, Clone)]

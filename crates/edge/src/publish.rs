@@ -22,6 +22,7 @@ use herald_store::{day_of, ApiKeyAuth, ChannelSettings, Tenant};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::auth::{authenticate_in, check_channel};
 use crate::limits::secs_to_midnight;
@@ -32,39 +33,76 @@ pub const MAX_BATCH: usize = 100;
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-#[derive(Deserialize)]
+/// An event to publish.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "order.created", "data": {"id": 1}}))]
 struct PublishBody {
+    /// The event type, `^[A-Za-z0-9._:-]{1,64}$`; default `message`; `herald.` is reserved.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     event: Option<String>,
+    /// Any JSON value, `null` included: a string is sent as its text, anything else as JSON.
+    #[schema(value_type = Value)]
     data: Box<RawValue>,
 }
 
-#[derive(Deserialize)]
+/// A batch: 1 to 100 events, published all or nothing.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": [{"channel": "orders", "event": "order.created", "data": {"id": 1}}]}))]
 struct BatchBody {
+    /// The events.
+    #[schema(min_items = 1, max_items = 100)]
     events: Vec<BatchEvent>,
 }
 
-#[derive(Deserialize)]
+/// One event of a batch.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "orders", "event": "order.created", "data": {"id": 1}}))]
 struct BatchEvent {
+    /// The channel to publish to.
+    #[schema(pattern = "^[A-Za-z0-9._:@-]{1,128}$")]
     channel: String,
+    /// The event type; default `message`.
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     event: Option<String>,
+    /// Any JSON value.
+    #[schema(value_type = Value)]
     data: Box<RawValue>,
 }
 
-#[derive(Serialize)]
+/// Where a published event landed.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"channel": "orders", "id": "1fz3kq-lx9a2bq8-0"}))]
 struct Published<'a> {
+    /// The channel.
+    #[schema(value_type = String)]
     channel: &'a ChannelName,
+    /// The event's id: the cursor to resume after it, as its `id:` on the channel's stream.
     id: String,
 }
 
-#[derive(Serialize)]
+/// Where each event of a batch landed, in order.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"results": [{"channel": "orders", "id": "1fz3kq-lx9a2bq8-0"}]}))]
 struct BatchPublished<'a> {
+    /// One per event.
     results: Vec<Published<'a>>,
 }
 
-/// `POST /v1/{tenant}/channels/{channel}/events`
+/// Publish one event.
+///
+/// The answer comes once the event is stored: every current subscriber receives it, and a
+/// resuming one finds it in history. A `text/plain` body is the data of a `message` event.
+#[utoipa::path(post, path = "/v1/{tenant}/channels/{channel}/events", tag = "edge", operation_id = "publish",
+    params(ChannelPath,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128,
+            description = "At most 128 characters; a repeat within 24 h returns the first answer"),
+    ),
+    request_body(content((PublishBody = "application/json"), (String = "text/plain"))),
+    security(("api_key" = [])),
+    responses((status = 201, description = "Stored and announced", body = Published)))]
 pub async fn one_event(
     State(state): State<EdgeState>,
     ChannelPath { tenant, channel }: ChannelPath,
@@ -95,7 +133,14 @@ pub async fn one_event(
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-/// `POST /v1/{tenant}/events`
+/// Publish a batch of up to 100 events, all or nothing.
+#[utoipa::path(post, path = "/v1/{tenant}/events", tag = "edge", operation_id = "publish_batch",
+    params(TenantPath,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128,
+            description = "At most 128 characters; a repeat within 24 h returns the first answer"),
+    ),
+    request_body = BatchBody, security(("api_key" = [])),
+    responses((status = 201, description = "Stored and announced", body = BatchPublished)))]
 pub async fn batch(
     State(state): State<EdgeState>,
     TenantPath(tenant): TenantPath,

@@ -50,7 +50,19 @@ const RETRY_READ: Duration = Duration::from_secs(1);
 /// Channels one connection may name at all; the tenant's plan sets the real bound.
 pub const MAX_CHANNELS: usize = 256;
 
-/// `GET /v1/{tenant}/channels/{channel}/events`
+/// Subscribe to one channel (Server-Sent Events).
+///
+/// Without a cursor the stream starts live. With `Last-Event-ID` (or `lastEventId`) it first
+/// sends what was missed, then live. `event: herald.gap` says when that cannot be exact.
+#[utoipa::path(get, path = "/v1/{tenant}/channels/{channel}/events", tag = "edge", operation_id = "subscribe",
+    params(ChannelPath,
+        ("token" = Option<String>, Query, description = "Subscriber JWT, for private channels"),
+        ("lastEventId" = Option<String>, Query, description = "Resume after this cursor (first connect)", example = "1fz3kq-lx9a2bq8-0"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor; wins over lastEventId", example = "1fz3kq-lx9a2bq8-0"),
+    ),
+    security((), ("subscriber_token" = [])),
+    responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = String,
+        example = json!("retry: 2000\n\nid: 1fz3kq-lx9a2bq8-1\nevent: order.created\ndata: {\"id\":1}\n\n"))))]
 pub async fn one_channel(
     State(state): State<EdgeState>,
     ChannelPath { tenant, channel }: ChannelPath,
@@ -71,7 +83,21 @@ pub async fn one_channel(
     .await
 }
 
-/// `GET /v1/{tenant}/events?channel=a&channel=b`
+/// Subscribe to several channels on one connection (Server-Sent Events).
+///
+/// Each event's `id` is a cursor over every channel of the connection: resuming with it
+/// resumes them all.
+#[utoipa::path(get, path = "/v1/{tenant}/events", tag = "edge", operation_id = "subscribe_many",
+    params(TenantPath,
+        ("channel" = Vec<String>, Query, description = "A channel; repeat for several", explode = true, example = json!(["orders", "chat"])),
+        ("token" = Option<String>, Query, description = "Subscriber JWT, for private channels"),
+        ("lastEventId" = Option<String>, Query, description = "Resume after this cursor (first connect)", example = json!(crate::openapi::MULTI_CURSOR_EXAMPLE)),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor; wins over lastEventId", example = json!(crate::openapi::MULTI_CURSOR_EXAMPLE)),
+    ),
+    security((), ("subscriber_token" = [])),
+    responses((status = 200, description = "The event stream", content_type = "text/event-stream", body = String,
+        example = json!(format!("retry: 2000\n\nid: {}\nevent: order.created\ndata: {{\"id\":1}}\n\n",
+            crate::openapi::MULTI_CURSOR_EXAMPLE)))))]
 pub async fn several_channels(
     State(state): State<EdgeState>,
     TenantPath(tenant): TenantPath,

@@ -12,12 +12,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use herald_core::{parse_channel_pattern, ChannelName, ErrorCode, Scope};
+use herald_core::{parse_channel_pattern, ErrorCode, Scope};
+use herald_http::token::{mint as sign, Claims, Minted};
 use herald_http::{body_error, ApiError, TenantPath};
 use herald_store::Tenant;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::auth::authenticate;
 use crate::EdgeState;
@@ -28,28 +29,6 @@ const LEEWAY_SECS: u64 = 30;
 const MAX_TTL_SECS: u64 = 30 * 86_400;
 /// A token longer than this is refused unread.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
-
-/// What a token grants.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    pub tenant: String,
-    #[serde(default)]
-    pub channels: Vec<String>,
-    pub exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-}
-
-impl Claims {
-    /// Whether the token lets its holder subscribe to `channel`. A personal channel
-    /// `<name>@<user>` is granted by `sub` alone, and by nothing else.
-    pub fn grants(&self, channel: &ChannelName) -> bool {
-        match channel.personal_user() {
-            Some(user) => self.sub.as_deref() == Some(user),
-            None => self.channels.iter().any(|p| channel.matches(p)),
-        }
-    }
-}
 
 /// Verifies a token for `tenant`. Every failure is a 401 with a reason but no secret.
 pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<Claims, ApiError> {
@@ -99,24 +78,32 @@ pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<C
     Ok(claims)
 }
 
-#[derive(Deserialize)]
+/// A subscriber token request.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TokenRequest, example = json!({"channels": ["orders", "user:42", "team:7:*"],
+    "ttl_seconds": 3600, "sub": "user-42"}))]
 struct MintBody {
+    /// Channel names the token grants; `*` only as the last character. A key limited to some
+    /// channels can only grant those.
     #[serde(default)]
     channels: Vec<String>,
+    /// Lifetime in seconds: 1 to 2592000 (30 days); default 3600.
+    #[schema(minimum = 1, maximum = 2592000)]
     ttl_seconds: Option<u64>,
+    /// The subscriber's user id, 1 to 128 printable characters: grants the personal channels
+    /// `<name>@<sub>`.
+    #[schema(min_length = 1, max_length = 128)]
     sub: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Minted {
-    token: String,
-    #[serde(with = "time::serde::rfc3339")]
-    expires_at: OffsetDateTime,
-}
-
-/// `POST /v1/{tenant}/tokens`: mints a token with the tenant's current signing key. The key
-/// needs the `subscribe` scope, and a key limited to some channels can only grant those.
+/// Mint a subscriber token (API key with the `subscribe` scope).
+///
+/// Signed with the tenant's current signing key. A key limited to some channels can only grant
+/// those, and cannot name a `sub`.
+#[utoipa::path(post, path = "/v1/{tenant}/tokens", tag = "edge", operation_id = "create_token",
+    params(TenantPath), request_body = MintBody, security(("api_key" = [])),
+    responses((status = 201, description = "The token", body = Minted)))]
 pub async fn mint(
     State(state): State<EdgeState>,
     TenantPath(slug): TenantPath,
@@ -175,23 +162,14 @@ pub async fn mint(
         .iter()
         .find(|k| k.current)
         .ok_or_else(|| ApiError::unavailable(&"the tenant has no current signing key"))?;
-    let expires_at = OffsetDateTime::now_utc() + time::Duration::seconds(ttl as i64);
-    let claims = Claims {
-        tenant: slug.into_inner(),
+    let minted = sign(
+        current,
+        &slug,
         channels,
-        exp: expires_at.unix_timestamp() as u64,
-        sub: req.sub,
-    };
-    let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some(current.kid.clone());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_secret(current.secret.as_bytes()),
-    )
-    .map_err(|e| ApiError::internal(&e))?;
-    let expires_at = expires_at.replace_nanosecond(0).unwrap_or(expires_at);
-    Ok((StatusCode::CREATED, Json(Minted { token, expires_at })).into_response())
+        req.sub,
+        std::time::Duration::from_secs(ttl),
+    )?;
+    Ok((StatusCode::CREATED, Json(minted)).into_response())
 }
 
 /// Whether key pattern `allowed` covers token pattern `p`: every channel `p` matches, `allowed`
@@ -217,18 +195,5 @@ mod tests {
         assert!(covers("orders", "orders"));
         assert!(!covers("orders", "orders*"));
         assert!(!covers("team:7:*", "team:*"));
-    }
-
-    #[test]
-    fn personal_channels_need_the_sub_and_nothing_else_grants_them() {
-        let claims = Claims {
-            tenant: "acme".into(),
-            channels: vec!["*".into()],
-            exp: 0,
-            sub: Some("42".into()),
-        };
-        assert!(claims.grants(&ChannelName::parse("notifications@42").unwrap()));
-        assert!(!claims.grants(&ChannelName::parse("notifications@43").unwrap()));
-        assert!(claims.grants(&ChannelName::parse("orders").unwrap()));
     }
 }

@@ -2,6 +2,7 @@
 //! admin routers into one server. Tests build an [`App`] on port 0 and talk to it over loopback.
 
 pub mod config;
+pub mod openapi;
 pub mod operator;
 pub mod proxy;
 pub mod request_id;
@@ -170,6 +171,7 @@ impl App {
         if routes != Routes::Edge {
             router = router
                 .merge(herald_admin::router(admin))
+                .merge(openapi::docs_router())
                 .merge(herald_web::router());
         }
         let rejections = metrics.clone();
@@ -181,7 +183,7 @@ impl App {
         };
         let metrics_page = metrics.clone();
         let router = router
-            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/healthz", get(healthz))
             .route("/readyz", get(ready).with_state(health))
             .route(
                 "/metrics",
@@ -315,6 +317,17 @@ pub async fn connect_broker(kind: BrokerKind) -> anyhow::Result<Arc<dyn Broker>>
 /// default, so that an edge answers `degraded` in time rather than looking unready.
 const READY_DATABASE_WAIT: Duration = Duration::from_millis(500);
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz", security(()),
+    responses((status = 200, description = "Alive", content_type = "text/plain", body = String, example = json!("ok\n"))))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the database and the broker answer (an edge needs only the broker: without its
+/// database it rides on its cached view, stays ready and says `degraded`).
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz", security(()),
+    responses((status = 200, description = "Ready (or, on an edge without its database, `degraded: ...`)", content_type = "text/plain", body = String, example = json!("ready\n"))))]
 async fn ready(State(health): State<Health>) -> Response {
     let (store, broker) = tokio::join!(
         tokio::time::timeout(READY_DATABASE_WAIT, health.store.ping()),

@@ -53,7 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Openapi => {
             // A reader that stops early (`herald openapi | head`) is not an error.
             let mut out = std::io::stdout().lock();
-            match std::io::Write::write_all(&mut out, herald_admin::openapi_json().as_bytes()) {
+            match std::io::Write::write_all(&mut out, herald::openapi::openapi_json().as_bytes()) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
                 _ => {}
             }

@@ -1,7 +1,8 @@
 //! What the two HTTP routers, the edge (`/v1`) and the admin API (`/api/v1`), share: the one
 //! error type [`ApiError`] and its problem+json response, the one mapping of store and broker
-//! failures to statuses, the `Authorization: Bearer` credential, and extractors that parse a
-//! request's body and path once, answering in the same error shape when they cannot.
+//! failures to statuses, the `Authorization: Bearer` credential, extractors that parse a
+//! request's body and path once, answering in the same error shape when they cannot, and the
+//! one way a subscriber token is minted ([`token`]).
 //!
 //! Both routers depend on this crate and neither depends on the other.
 
@@ -10,6 +11,7 @@ mod body;
 mod error;
 mod path;
 pub mod security;
+pub mod token;
 
 pub use api_key::{api_key_secret, check_api_key};
 pub use body::{body_error, media_type, require_json, BodyTimeout, Json, TimedBody};
