@@ -1,5 +1,7 @@
 //! What a publisher sends and a subscriber receives.
 
+use std::sync::Arc;
+
 use serde_json::value::RawValue;
 
 use crate::names::EventType;
@@ -13,9 +15,10 @@ pub struct Event {
     pub data: EventData,
 }
 
-/// The data of an event: any JSON value, `null` included, held as compact JSON text.
+/// The data of an event: any JSON value, `null` included, held as compact JSON text. The text is
+/// shared: a clone (a history page, a fan-out) is a reference count, never a copy of the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventData(String);
+pub struct EventData(Arc<str>);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event data is not valid JSON")]
@@ -24,7 +27,7 @@ pub struct InvalidData;
 impl EventData {
     /// Data from a parsed JSON value.
     pub fn from_value(value: &serde_json::Value) -> Self {
-        Self(value.to_string())
+        Self(value.to_string().into())
     }
 
     /// Data from raw JSON text, re-serialised compactly so that stored and streamed forms never
@@ -36,13 +39,13 @@ impl EventData {
 
     /// Data that is a plain string (a `text/plain` publish).
     pub fn from_text(text: &str) -> Self {
-        Self(serde_json::Value::from(text).to_string())
+        Self(serde_json::Value::from(text).to_string().into())
     }
 
     /// Data read back from a store, trusted to be the compact JSON this type wrote.
     pub fn from_stored(json: String) -> Result<Self, InvalidData> {
         serde_json::from_str::<&RawValue>(&json).map_err(|_| InvalidData)?;
-        Ok(Self(json))
+        Ok(Self(json.into()))
     }
 
     /// The compact JSON text of the value.
@@ -52,7 +55,7 @@ impl EventData {
 
     /// The published value, for an API answer that embeds it.
     pub fn to_raw(&self) -> Box<RawValue> {
-        RawValue::from_string(self.0.clone()).expect("EventData always holds valid JSON")
+        RawValue::from_string(self.0.to_string()).expect("EventData always holds valid JSON")
     }
 
     /// The text on the `data:` lines: a JSON string as its text, any other value as compact JSON.
@@ -62,7 +65,7 @@ impl EventData {
                 return s.into();
             }
         }
-        self.0.as_str().into()
+        (&*self.0).into()
     }
 }
 

@@ -20,6 +20,13 @@ pub fn retry(ms: u64) -> Bytes {
 /// `event:` line is omitted for the default type `message`.
 pub fn event(id: Option<&str>, event_type: &EventType, data: &str) -> Bytes {
     let mut buf = BytesMut::with_capacity(data.len() + 64);
+    write_event(&mut buf, id, event_type, data);
+    buf.freeze()
+}
+
+/// [`event`], appended to a buffer that may already hold other frames (a write being gathered).
+pub fn write_event(buf: &mut BytesMut, id: Option<&str>, event_type: &EventType, data: &str) {
+    buf.reserve(data.len() + 64);
     if let Some(id) = id {
         debug_assert!(!id.contains(['\r', '\n', '\0']));
         buf.put_slice(b"id: ");
@@ -37,7 +44,15 @@ pub fn event(id: Option<&str>, event_type: &EventType, data: &str) -> Bytes {
         buf.put_u8(b'\n');
     }
     buf.put_u8(b'\n');
-    buf.freeze()
+}
+
+/// An `id:` line on its own, for a frame body shared by streams whose ids differ.
+pub fn write_id(buf: &mut BytesMut, id: &str) {
+    debug_assert!(!id.contains(['\r', '\n', '\0']));
+    buf.reserve(id.len() + 5);
+    buf.put_slice(b"id: ");
+    buf.put_slice(id.as_bytes());
+    buf.put_u8(b'\n');
 }
 
 /// Splits on CRLF, CR and LF alike, the way an SSE parser does. An empty payload is one empty
