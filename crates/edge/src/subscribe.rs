@@ -476,7 +476,7 @@ impl Feed {
                     let frame = self.history_frame(cursor, e);
                     self.pending.push_back(Chunk::plain(frame, true));
                 }
-                self.lanes[i].catching_up = history.events.len() >= PAGE;
+                self.lanes[i].catching_up = history.full;
             }
             Err(e) => {
                 // The stream stays open (heartbeats continue) and tries again.

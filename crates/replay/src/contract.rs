@@ -34,6 +34,7 @@ macro_rules! broker_contract {
             live_events_follow_append_order_after_the_start,
             channels_and_tenants_are_separate,
             pages_continue_where_they_stop,
+            pages_are_bounded_by_bytes_and_say_more_follow,
             a_cursor_of_another_channel_is_never_placed,
             ending_streams_closes_subscriptions_of_the_target_only,
             deleting_history_starts_a_new_life,
@@ -188,6 +189,34 @@ pub async fn pages_continue_where_they_stop(b: Arc<impl Broker>) {
         }
     }
     assert_eq!(seen, (0..25).map(ev).collect::<Vec<_>>());
+}
+
+pub async fn pages_are_bounded_by_bytes_and_say_more_follow(b: Arc<impl Broker>) {
+    let big = |n: u64| Event {
+        event_type: EventType::message(),
+        data: EventData::from_text(&format!("{n:03}{}", "x".repeat(60 << 10))),
+    };
+    let mut written = Vec::new();
+    for n in 0..12 {
+        written.push(b.append(&key("c"), &big(n), keep(100)).await.unwrap());
+    }
+    let (mut after, mut read, mut pages) = (None, Vec::new(), 0);
+    loop {
+        let h = b.read(&key("c"), after, 256).await.unwrap();
+        let bytes: usize = h.events.iter().map(|e| e.event.data.as_json().len()).sum();
+        assert!(bytes <= crate::PAGE_BYTES, "{bytes} bytes in one page");
+        read.extend(h.events.iter().map(|e| h.cursor_of(e)));
+        after = read.last().copied();
+        pages += 1;
+        if !h.full {
+            break;
+        }
+    }
+    assert_eq!(read, written, "every event, once, in order");
+    assert!(pages >= 3, "{pages} pages");
+    // A page that ends the history says so.
+    let h = b.read(&key("c"), after, 256).await.unwrap();
+    assert!(h.events.is_empty() && !h.full);
 }
 
 pub async fn a_cursor_of_another_channel_is_never_placed(b: Arc<impl Broker>) {

@@ -7,7 +7,7 @@
 //! store after its own cursor instead of the hub buffering for it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use herald_core::{sse, Cursor, Event};
@@ -72,6 +72,12 @@ pub struct Subscription {
 
 struct Entry {
     tx: broadcast::Sender<Live>,
+    /// Where the feed stands; locked only with this channel's own publish and joins.
+    at: Mutex<Head>,
+}
+
+#[derive(Clone, Copy)]
+struct Head {
     /// The last event the hub passed on, or the head it was created with.
     last: Option<Cursor>,
     /// Whether `last` came from the live feed (so `rx` holds everything after it).
@@ -82,9 +88,11 @@ struct Entry {
 /// behind live delivery before it catches up from history.
 pub const HUB_CAPACITY: usize = 1024;
 
-/// The node's channels with local subscribers.
+/// The node's channels with local subscribers. The map is read-locked on the hot path (publish,
+/// join), so channels never wait for each other; it is written only when a channel is first
+/// followed or forgotten.
 pub struct Hub {
-    channels: Mutex<HashMap<ChannelKey, Entry>>,
+    channels: RwLock<HashMap<ChannelKey, Entry>>,
     capacity: usize,
 }
 
@@ -93,19 +101,23 @@ impl Hub {
     /// has to catch up from the replay store.
     pub fn new(capacity: usize) -> Self {
         Self {
-            channels: Mutex::new(HashMap::new()),
+            channels: RwLock::new(HashMap::new()),
             capacity,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, Entry>> {
-        // A panic while holding this lock leaves the map itself consistent; keep serving.
-        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    // A panic while holding these locks leaves the map itself consistent; keep serving.
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<ChannelKey, Entry>> {
+        self.channels.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<ChannelKey, Entry>> {
+        self.channels.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Joins the channel if the hub already follows it.
     pub fn join(&self, key: &ChannelKey) -> Option<Subscription> {
-        self.lock().get(key).map(Entry::subscription)
+        self.read().get(key).map(Entry::subscription)
     }
 
     /// Joins the channel, creating its entry with `head` as its last known event when the hub
@@ -117,32 +129,39 @@ impl Hub {
         head: Option<Cursor>,
         exact: bool,
     ) -> Subscription {
-        let mut channels = self.lock();
+        if let Some(sub) = self.join(key) {
+            return sub;
+        }
+        let mut channels = self.write();
         channels
             .entry(key.clone())
             .or_insert_with(|| Entry {
                 tx: broadcast::channel(self.capacity).0,
-                last: head,
-                primed: exact,
+                at: Mutex::new(Head {
+                    last: head,
+                    primed: exact,
+                }),
             })
             .subscription()
     }
 
     /// Whether the hub follows the channel (has an entry for it).
     pub fn contains(&self, key: &ChannelKey) -> bool {
-        self.lock().contains_key(key)
+        self.read().contains_key(key)
     }
 
     /// Passes an event to the channel's local subscribers. Events of one channel must be passed in
     /// append order, by one caller at a time.
     pub fn publish(&self, key: &ChannelKey, event: LiveEvent) {
         let tx = {
-            let mut channels = self.lock();
-            let Some(entry) = channels.get_mut(key) else {
+            let channels = self.read();
+            let Some(entry) = channels.get(key) else {
                 return;
             };
-            entry.last = Some(event.cursor);
-            entry.primed = true;
+            *entry.head() = Head {
+                last: Some(event.cursor),
+                primed: true,
+            };
             entry.tx.clone()
         };
         // Sent outside the lock: waking every subscriber is the slow part, and it must not hold
@@ -153,10 +172,10 @@ impl Hub {
     /// Tells every subscriber that live delivery was interrupted.
     pub fn resync_all(&self) {
         let senders: Vec<_> = self
-            .lock()
-            .values_mut()
+            .read()
+            .values()
             .map(|e| {
-                e.primed = false;
+                e.head().primed = false;
                 e.tx.clone()
             })
             .collect();
@@ -169,11 +188,11 @@ impl Hub {
     /// moved or reconnected, on Redis Cluster).
     pub fn resync(&self, key: &ChannelKey) {
         let tx = {
-            let mut channels = self.lock();
-            let Some(entry) = channels.get_mut(key) else {
+            let channels = self.read();
+            let Some(entry) = channels.get(key) else {
                 return;
             };
-            entry.primed = false;
+            entry.head().primed = false;
             entry.tx.clone()
         };
         let _ = tx.send(Live::Resync);
@@ -183,7 +202,7 @@ impl Hub {
     /// receivers once they have read what was already sent.
     pub fn close(&self, target: &Target) {
         let closed: Vec<Entry> = {
-            let mut channels = self.lock();
+            let mut channels = self.write();
             let keys: Vec<ChannelKey> = channels
                 .keys()
                 .filter(|k| target.covers(k))
@@ -196,13 +215,13 @@ impl Hub {
 
     /// The channels the hub follows.
     pub fn keys(&self) -> Vec<ChannelKey> {
-        self.lock().keys().cloned().collect()
+        self.read().keys().cloned().collect()
     }
 
     /// Forgets channels nobody listens to any more, and returns them.
     pub fn sweep(&self) -> Vec<ChannelKey> {
         let mut idle = Vec::new();
-        self.lock().retain(|key, e| {
+        self.write().retain(|key, e| {
             let keep = e.tx.receiver_count() > 0;
             if !keep {
                 idle.push(key.clone());
@@ -214,7 +233,7 @@ impl Hub {
 
     /// Local subscribers of every channel the hub follows.
     pub fn counts(&self) -> Vec<(ChannelKey, usize)> {
-        self.lock()
+        self.read()
             .iter()
             .map(|(k, e)| (k.clone(), e.tx.receiver_count()))
             .collect()
@@ -222,16 +241,22 @@ impl Hub {
 
     /// Local subscribers of a channel.
     pub fn subscribers(&self, key: &ChannelKey) -> usize {
-        self.lock().get(key).map_or(0, |e| e.tx.receiver_count())
+        self.read().get(key).map_or(0, |e| e.tx.receiver_count())
     }
 }
 
 impl Entry {
+    fn head(&self) -> std::sync::MutexGuard<'_, Head> {
+        self.at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn subscription(&self) -> Subscription {
+        // Under the head's lock, so no event is passed on between reading it and subscribing.
+        let head = self.head();
         Subscription {
             rx: self.tx.subscribe(),
-            start: self.last,
-            catch_up: !self.primed,
+            start: head.last,
+            catch_up: !head.primed,
         }
     }
 }

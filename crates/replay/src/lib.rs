@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use herald_core::{ChannelName, Cursor, Epoch, Event, Position, TenantSlug};
 
 pub use hub::{Live, LiveEvent, Subscription};
-pub use memory::InProcessBroker;
+pub use memory::{Budgets, InProcessBroker};
 pub use redis::{RedisBroker, RedisConfig};
 
 /// How much of a channel's history to keep.
@@ -61,6 +61,10 @@ impl std::fmt::Display for ChannelKey {
         write!(f, "{}/{}", self.tenant, self.channel)
     }
 }
+
+/// The most event data one history page carries (unless its first event alone is larger): what a
+/// catching-up subscriber holds at a time, however large the channel's events.
+pub const PAGE_BYTES: usize = 256 << 10;
 
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(86_400);
@@ -193,6 +197,8 @@ pub struct History {
     /// starts at the oldest retained event.
     pub gap: Option<Gap>,
     pub events: Vec<StoredEvent>,
+    /// Whether the page stopped at its limit (of events or of [`PAGE_BYTES`]): more may follow.
+    pub full: bool,
 }
 
 impl History {
@@ -286,7 +292,8 @@ pub trait Broker: Presence {
     /// The channel's newest cursor and how many events it retains.
     async fn channel_info(&self, channel: &ChannelKey) -> Result<ChannelInfo, BrokerError>;
 
-    /// Up to `limit` events after `after` (from the oldest retained event when `None`).
+    /// Up to `limit` events after `after` (from the oldest retained event when `None`), fewer
+    /// when their data would pass [`PAGE_BYTES`]; never none while some follow.
     async fn read(
         &self,
         channel: &ChannelKey,

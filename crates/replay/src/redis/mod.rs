@@ -343,12 +343,13 @@ impl Broker for RedisBroker {
         limit: usize,
     ) -> Result<History, BrokerError> {
         let (stream, meta) = self.keys.channel(key);
-        let (epoch, gap, entries): (String, String, Vec<Value>) = READ
+        let (epoch, gap, entries, full): (String, String, Vec<Value>, i64) = READ
             .key(&stream)
             .key(&meta)
             .arg(after.map(|c| c.position.to_string()).unwrap_or_default())
             .arg(after.map(|c| c.epoch.0.to_string()).unwrap_or_default())
             .arg(limit.max(1))
+            .arg(crate::PAGE_BYTES)
             .invoke_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
@@ -368,7 +369,12 @@ impl Broker for RedisBroker {
             .into_iter()
             .map(parse_entry)
             .collect::<Result<_, _>>()?;
-        Ok(History { epoch, gap, events })
+        Ok(History {
+            epoch,
+            gap,
+            events,
+            full: full == 1,
+        })
     }
 
     async fn subscribe(&self, key: &ChannelKey) -> Result<Subscription, BrokerError> {

@@ -96,8 +96,10 @@ if fp ~= '' then redis.call('SET', idem, fp .. '\n' .. joined, 'EX', ARGV[2]) en
 return {'fresh', joined}
 "#;
 
-/// KEYS: stream, meta. ARGV: after id ('' for the start), the cursor's epoch, limit.
-/// Returns {epoch or '', gap ('' | 'truncated' | 'invalid'), entries}.
+/// KEYS: stream, meta. ARGV: after id ('' for the start), the cursor's epoch, limit, and the most
+/// bytes of field values a page carries (its first entry always comes).
+/// Returns {epoch or '', gap ('' | 'truncated' | 'invalid'), entries, 1 when the page stopped at
+/// a limit else 0}.
 pub(super) const LUA_READ: &str = r#"
 local stream, meta = KEYS[1], KEYS[2]
 local m = redis.call('HMGET', meta, 'epoch', 'last', 'trimmed', 'ttl')
@@ -105,7 +107,7 @@ local epoch, last, trimmed, ttl = m[1], m[2], m[3], m[4]
 local from, gap = ARGV[1], ''
 if not epoch then
   if from ~= '' then gap = 'invalid' end
-  return {'', gap, {}}
+  return {'', gap, {}, 0}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -128,7 +130,18 @@ if from == '' then
 else
   entries = redis.call('XRANGE', stream, '(' .. from, '+', 'COUNT', ARGV[3])
 end
-return {epoch, gap, entries}
+local budget, bytes, full = tonumber(ARGV[4]), 0, 0
+if #entries >= tonumber(ARGV[3]) then full = 1 end
+for i, entry in ipairs(entries) do
+  local fields = entry[2]
+  for j = 2, #fields, 2 do bytes = bytes + #fields[j] end
+  if i > 1 and bytes > budget then
+    for k = #entries, i, -1 do entries[k] = nil end
+    full = 1
+    break
+  end
+end
+return {epoch, gap, entries, full}
 "#;
 
 pub(super) fn script(body: &str) -> Script {
