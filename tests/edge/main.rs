@@ -1,6 +1,7 @@
 //! Black-box tests of the edge (`/v1`), each run on both backends.
 
 mod batch;
+mod coalesce;
 mod faults;
 mod hostile;
 mod limits;

@@ -6,6 +6,7 @@
 
 mod auth;
 mod cors;
+mod feed;
 mod history;
 pub mod limits;
 pub mod meter;
@@ -33,6 +34,9 @@ pub use meter::Usage;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;
 
+/// [`EdgeConfig::coalesce`] unless configured, in milliseconds.
+pub const DEFAULT_COALESCE_MS: u64 = 20;
+
 /// Settings of the edge that come from the command line.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
@@ -40,6 +44,9 @@ pub struct EdgeConfig {
     pub heartbeat: Duration,
     /// The `retry:` every stream starts with, in milliseconds.
     pub retry_ms: u64,
+    /// How long a stream that has just written gathers frames before its next write (one that
+    /// was quiet for this long writes at once): the price in latency of fewer, larger writes.
+    pub coalesce: Duration,
 }
 
 impl Default for EdgeConfig {
@@ -47,6 +54,7 @@ impl Default for EdgeConfig {
         Self {
             heartbeat: Duration::from_secs(15),
             retry_ms: 2000,
+            coalesce: Duration::from_millis(DEFAULT_COALESCE_MS),
         }
     }
 }

@@ -50,9 +50,9 @@ impl StreamEnd {
         }
     }
 
-    /// Counts one event written to the stream.
-    pub(crate) fn delivered(&mut self) {
-        self.deliveries += 1;
+    /// Counts events written to the stream.
+    pub(crate) fn delivered(&mut self, events: u64) {
+        self.deliveries += events;
     }
 
     /// Notes why the stream is ending, when this side ends it.

@@ -13,40 +13,30 @@
 //! shared bytes. A multi-channel stream's ids are [`MultiCursor`]s over all its channels, so its
 //! frames are the shared body behind an `id:` line of its own.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::stream::{self, SelectAll, StreamExt};
+use futures_util::stream;
 use herald_core::{
     channel_hash, sse, ChannelName, Cursor, ErrorCode, EventType, MultiCursor, TenantSlug,
 };
 use herald_http::{ApiError, ChannelPath, TenantPath};
-use herald_replay::{ChannelKey, Gap, Live, LiveEvent, StoredEvent};
-use tokio::time::{Instant, Sleep};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
+use herald_replay::{ChannelKey, Gap};
 
 use crate::auth::{suspended, Credential};
+use crate::feed::{Feed, Lane, LiveFeeds};
 use crate::meter::StreamMeter;
-use crate::stream_end::{EndReason, StreamEnd};
+use crate::stream_end::StreamEnd;
 use crate::EdgeState;
 use axum::extract::ConnectInfo;
 use axum::Extension;
-use herald_replay::ConnectionPermit;
 use herald_store::Visibility;
 use std::net::{IpAddr, SocketAddr};
 
-/// Events read from history per round trip while catching up.
-const PAGE: usize = 256;
-/// How long to wait before retrying a history read that failed.
-const RETRY_READ: Duration = Duration::from_secs(1);
 /// Channels one connection may name at all; the tenant's plan sets the real bound.
 pub const MAX_CHANNELS: usize = 256;
 
@@ -199,15 +189,14 @@ async fn open(
     tenant_meter.connections_seen(permit.total);
     let meter = StreamMeter::new(tenant_meter, state.metrics.clone());
     let resume = requested_cursor(headers, query);
-    let mut pending = VecDeque::new();
-    pending.push_back(sse::retry(state.config.retry_ms));
+    let mut first = vec![(sse::retry(state.config.retry_ms), false)];
     let multi_cursor = match (&resume, multi) {
         (Some(text), true) => Some(MultiCursor::parse(text).ok()),
         _ => None,
     };
     let mut lanes = Vec::with_capacity(channels.len());
-    let mut live = SelectAll::new();
-    for (i, channel) in channels.into_iter().enumerate() {
+    let mut receivers = Vec::with_capacity(channels.len());
+    for channel in channels {
         let key = ChannelKey::new(tenant.clone(), channel);
         let sub = state.broker.subscribe(&key).await?;
         let hash = channel_hash(&key.channel);
@@ -225,7 +214,7 @@ async fn open(
             },
         };
         if unreadable {
-            pending.push_back(gap_frame(&key.channel, Gap::InvalidCursor));
+            first.push((gap_frame(&key.channel, Gap::InvalidCursor), true));
         }
         lanes.push(Lane {
             key,
@@ -233,34 +222,16 @@ async fn open(
             last,
             catching_up,
         });
-        // A lane's stream ends (None) when the hub closes its channel.
-        live.push(
-            BroadcastStream::new(sub.rx)
-                .map(move |item| (i, Some(item)))
-                .chain(stream::once(async move { (i, None) }))
-                .boxed(),
-        );
+        receivers.push(sub.rx);
     }
     tracing::debug!(tenant = %tenant, channels = lanes.len(), "stream opened");
-    let pending = pending
-        .into_iter()
-        .map(|bytes| Chunk::plain(bytes, false))
-        .collect();
-    let heartbeat = Box::pin(tokio::time::sleep(state.config.heartbeat));
-    let end = StreamEnd::new(tenant.clone(), lanes.len());
-    let feed = Feed {
-        state,
-        tenant,
-        end,
-        _permit: permit,
-        meter,
-        lanes,
-        multi,
-        live,
-        pending,
-        heartbeat,
-        retry_read: None,
+    let live = if receivers.len() == 1 {
+        LiveFeeds::One(receivers.pop().expect("one receiver"))
+    } else {
+        LiveFeeds::many(receivers)
     };
+    let end = StreamEnd::new(tenant.clone(), lanes.len());
+    let feed = Feed::new(state, tenant, permit, meter, end, lanes, multi, live, first);
     let body = Body::from_stream(stream::unfold(feed, |mut feed| async move {
         let chunk = feed.next().await?;
         Some((Ok::<_, Infallible>(chunk), feed))
@@ -298,7 +269,7 @@ fn requested_cursor(headers: &HeaderMap, query: Option<&str>) -> Option<String> 
     raw.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-fn gap_frame(channel: &ChannelName, gap: Gap) -> Bytes {
+pub(crate) fn gap_frame(channel: &ChannelName, gap: Gap) -> Bytes {
     let data = serde_json::json!({ "channel": channel, "reason": gap.reason() }).to_string();
     let gap_type = EventType::parse_any("herald.gap").expect("herald.gap is a valid type");
     sse::event(None, &gap_type, &data)
@@ -306,209 +277,10 @@ fn gap_frame(channel: &ChannelName, gap: Gap) -> Bytes {
 
 /// Whether the tenant may still stream: not suspended, not deleted. A database that cannot be
 /// reached keeps what is already open.
-async fn tenant_active(state: EdgeState, tenant: TenantSlug) -> bool {
+pub(crate) async fn tenant_active(state: EdgeState, tenant: TenantSlug) -> bool {
     match state.view.tenant(&tenant).await {
         Ok(Some(t)) => t.suspended_at.is_none(),
         Ok(None) => false,
         Err(_) => true,
-    }
-}
-
-/// One channel of a stream.
-struct Lane {
-    key: ChannelKey,
-    hash: u32,
-    /// The last event sent (or the position live delivery started from).
-    last: Option<Cursor>,
-    /// Whether history must be read after `last` before live events can be trusted again.
-    catching_up: bool,
-}
-
-type LaneItem = (usize, Option<Result<Live, BroadcastStreamRecvError>>);
-
-/// Bytes to send, and what they are for the meters.
-struct Chunk {
-    bytes: Bytes,
-    /// Whether the bytes complete an event (a gap counts; heartbeats and id lines do not).
-    event: bool,
-    /// For a live event: when it reached this process.
-    live_since: Option<std::time::Instant>,
-}
-
-impl Chunk {
-    fn plain(bytes: Bytes, event: bool) -> Self {
-        Self {
-            bytes,
-            event,
-            live_since: None,
-        }
-    }
-}
-
-/// One subscriber's stream: its channels, what it has still to send, and its live feeds.
-struct Feed {
-    state: EdgeState,
-    tenant: TenantSlug,
-    /// Counts the connection against the tenant's quota until the stream ends.
-    _permit: ConnectionPermit,
-    meter: StreamMeter,
-    /// Logs the stream's end.
-    end: StreamEnd,
-    lanes: Vec<Lane>,
-    multi: bool,
-    live: SelectAll<stream::BoxStream<'static, LaneItem>>,
-    /// Frames ready to send, at most one history page.
-    pending: VecDeque<Chunk>,
-    heartbeat: Pin<Box<Sleep>>,
-    retry_read: Option<Pin<Box<Sleep>>>,
-}
-
-impl Feed {
-    /// The next chunk of the response body; `None` ends the stream.
-    async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(chunk) = self.pending.pop_front() {
-                self.reset_heartbeat();
-                self.meter
-                    .wrote(chunk.bytes.len(), chunk.event, chunk.live_since);
-                if chunk.event {
-                    self.end.delivered();
-                }
-                return Some(chunk.bytes);
-            }
-            if self.retry_read.is_none() {
-                if let Some(i) = self.lanes.iter().position(|l| l.catching_up) {
-                    self.read_history(i).await;
-                    continue;
-                }
-            }
-            let retry = async {
-                match self.retry_read.as_mut() {
-                    Some(sleep) => sleep.await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = self.state.shutdown.cancelled() => {
-                    self.end.ending(EndReason::Drain);
-                    return None;
-                }
-                item = self.live.next() => match item {
-                    Some((i, Some(Ok(Live::Event(event))))) => self.accept(i, &event),
-                    Some((i, Some(Ok(Live::Resync)))) => {
-                        self.state.metrics.slow("resync");
-                        self.lanes[i].catching_up = true;
-                    }
-                    Some((i, Some(Err(BroadcastStreamRecvError::Lagged(_))))) => {
-                        self.state.metrics.slow("lagged");
-                        self.lanes[i].catching_up = true;
-                    }
-                    // The hub closed a channel (ended by the control plane): end the stream;
-                    // a reconnect is checked anew.
-                    Some((_, None)) | None => {
-                        self.end.ending(EndReason::Closed);
-                        return None;
-                    }
-                },
-                _ = retry => self.retry_read = None,
-                _ = self.heartbeat.as_mut() => {
-                    // A quiet moment to notice that the tenant was suspended or deleted (a
-                    // cached lookup), for processes that were not told directly.
-                    if !tenant_active(self.state.clone(), self.tenant.clone()).await {
-                        self.end.ending(EndReason::TenantInactive);
-                        return None;
-                    }
-                    self.reset_heartbeat();
-                    self.meter.wrote(sse::KEEPALIVE.len(), false, None);
-                    return Some(Bytes::from_static(sse::KEEPALIVE));
-                }
-            }
-        }
-    }
-
-    /// Queues a live event's frame, unless it was already sent (or is older than the start).
-    fn accept(&mut self, i: usize, event: &LiveEvent) {
-        let lane = &mut self.lanes[i];
-        match lane.last {
-            Some(last) if last.epoch != event.cursor.epoch => {
-                // The channel's history began a new life while we were connected; let
-                // history say what the client lost.
-                lane.catching_up = true;
-            }
-            Some(last) if event.cursor.position <= last.position => {}
-            _ => {
-                lane.last = Some(event.cursor);
-                let since = Some(event.at);
-                if self.multi {
-                    self.pending.push_back(Chunk::plain(self.id_line(), false));
-                    self.pending.push_back(Chunk {
-                        bytes: event.body(),
-                        event: true,
-                        live_since: since,
-                    });
-                } else {
-                    self.pending.push_back(Chunk {
-                        bytes: event.frame().clone(),
-                        event: true,
-                        live_since: since,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Reads one page of a lane's history after its `last` into `pending`.
-    async fn read_history(&mut self, i: usize) {
-        let (key, after) = (self.lanes[i].key.clone(), self.lanes[i].last);
-        match self.state.broker.read(&key, after, PAGE).await {
-            Ok(history) => {
-                if let Some(gap) = history.gap {
-                    self.pending
-                        .push_back(Chunk::plain(gap_frame(&key.channel, gap), true));
-                    if gap == Gap::InvalidCursor {
-                        self.lanes[i].last = None;
-                    }
-                }
-                for e in &history.events {
-                    let cursor = history.cursor_of(e);
-                    self.lanes[i].last = Some(cursor);
-                    let frame = self.history_frame(cursor, e);
-                    self.pending.push_back(Chunk::plain(frame, true));
-                }
-                self.lanes[i].catching_up = history.full;
-            }
-            Err(e) => {
-                // The stream stays open (heartbeats continue) and tries again.
-                tracing::warn!(channel = %key, error = %e, "history read failed; retrying");
-                self.retry_read = Some(Box::pin(tokio::time::sleep(RETRY_READ)));
-            }
-        }
-    }
-
-    fn history_frame(&self, cursor: Cursor, e: &StoredEvent) -> Bytes {
-        let id = if self.multi {
-            self.multi_cursor().encode()
-        } else {
-            cursor.to_string()
-        };
-        sse::event(Some(&id), &e.event.event_type, &e.event.data.rendered())
-    }
-
-    fn multi_cursor(&self) -> MultiCursor {
-        let mut m = MultiCursor::default();
-        for lane in &self.lanes {
-            m.set(lane.hash, lane.last);
-        }
-        m
-    }
-
-    fn id_line(&self) -> Bytes {
-        Bytes::from(format!("id: {}\n", self.multi_cursor().encode()))
-    }
-
-    fn reset_heartbeat(&mut self) {
-        let at = Instant::now() + self.state.config.heartbeat;
-        self.heartbeat.as_mut().reset(at);
     }
 }

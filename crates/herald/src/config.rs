@@ -126,6 +126,28 @@ pub struct Config {
     #[arg(long, env = "HERALD_RETRY_MS", default_value_t = 2000, global = true)]
     pub retry_ms: u64,
 
+    /// Milliseconds a stream that has just written gathers events before its next write; a
+    /// stream quiet for this long writes at once. Larger: fewer writes per busy subscriber (less
+    /// CPU per delivery), more latency on busy channels only.
+    #[arg(
+        long,
+        env = "HERALD_COALESCE_MS",
+        default_value_t = herald_edge::DEFAULT_COALESCE_MS,
+        global = true
+    )]
+    pub coalesce_ms: u64,
+
+    /// Memory for the in-process broker's history, all channels together, in MiB. Over it, an
+    /// append drops the oldest events of its own channel, then of the others (readers that
+    /// needed them get `history_truncated`).
+    #[arg(
+        long,
+        env = "HERALD_HISTORY_MEMORY_MB",
+        default_value_t = 256,
+        global = true
+    )]
+    pub history_memory_mb: usize,
+
     /// Seconds a draining process waits for in-flight work after SIGTERM.
     #[arg(long, env = "HERALD_DRAIN_SECS", default_value_t = 10, global = true)]
     pub drain_secs: u64,
@@ -334,8 +356,8 @@ fn parse_otlp_endpoint(s: &str) -> Result<axum::http::Uri, String> {
 /// `herald-replay`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerKind {
-    /// In this process only: a single node, history lost on restart.
-    InProcess,
+    /// In this process only: a single node, history lost on restart, held within these bounds.
+    InProcess(herald_replay::Budgets),
     /// Redis, shared by every process of a cluster.
     Redis {
         /// The Redis URL (it may carry a password: never log it unredacted).
@@ -364,7 +386,10 @@ impl Config {
                 url: url.clone(),
                 prefix: self.redis_prefix.clone(),
             },
-            None => BrokerKind::InProcess,
+            None => BrokerKind::InProcess(herald_replay::Budgets {
+                history_bytes: self.history_memory_mb << 20,
+                ..herald_replay::Budgets::default()
+            }),
         }
     }
 

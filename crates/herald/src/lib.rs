@@ -140,6 +140,7 @@ impl App {
             config: EdgeConfig {
                 heartbeat: Duration::from_secs(config.heartbeat_secs.max(1)),
                 retry_ms: config.retry_ms,
+                coalesce: Duration::from_millis(config.coalesce_ms),
             },
             shutdown: shutdown.clone(),
             limits,
@@ -289,7 +290,7 @@ impl App {
 /// (password redacted).
 pub async fn connect_broker(kind: BrokerKind) -> anyhow::Result<Arc<dyn Broker>> {
     Ok(match kind {
-        BrokerKind::InProcess => InProcessBroker::new(),
+        BrokerKind::InProcess(budgets) => InProcessBroker::with_budgets(budgets),
         BrokerKind::Redis { url, prefix } => {
             let redacted = herald_store::redact_url(&url);
             RedisBroker::connect(RedisConfig {

@@ -109,7 +109,7 @@ async fn audit(
 /// its cache expires (within a second), but open streams run on.
 async fn end_streams(config: &Config, slug: &TenantSlug) -> anyhow::Result<()> {
     let kind = config.broker();
-    if kind == BrokerKind::InProcess {
+    if matches!(kind, BrokerKind::InProcess(_)) {
         eprintln!(
             "note: no --redis-url: running edges refuse the tenant within a second, but its open \
              streams are not ended"

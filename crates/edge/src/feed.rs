@@ -1,0 +1,528 @@
+//! One open stream: what it has sent per channel, and the writes that carry its frames.
+//!
+//! Resume stays exact per channel (a [`Lane`]): live events are trusted only while the lane is
+//! not catching up, and those at or before the last one sent are dropped. A lane catches up —
+//! reads history after its own cursor — when it starts from a cursor, when it fell behind its
+//! channel's ring (`Lagged`), when the broker lost its connection (`Resync`), and when the
+//! channel began a new life; until that read has succeeded, its live events are left to history,
+//! so a failed read can never move the cursor past events that were not sent.
+//!
+//! Writes coalesce adaptively. The socket write is the cost of a delivery (a few µs, against a
+//! reference count for the frame), so a stream that wrote within the last
+//! [`EdgeConfig::coalesce`](crate::EdgeConfig) gathers what arrives until that interval is over,
+//! and then writes it as one chunk; a stream that was quiet writes at once. Everything already
+//! waiting in the channel's ring is taken in the same wake-up, and a write never passes
+//! [`MAX_WRITE`] bytes. While the connection cannot take more, hyper stops asking for chunks, and
+//! events wait in the channel's ring (shared by all its subscribers), not in the stream.
+//!
+//! Per stream this holds its lanes, one timer (the next flush or heartbeat), the chunk being
+//! gathered and at most one history page ([`herald_replay::PAGE_BYTES`] of data). A frame is
+//! encoded once per event by the hub; a one-channel stream's lone frame is written as the
+//! shared bytes themselves, and several frames (or a multi-channel stream's own `id:` line and
+//! the shared body) are copied into one chunk, which costs far less than the writes it saves.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{BoxStream, SelectAll, StreamExt};
+use futures_util::FutureExt;
+use herald_core::{sse, Cursor, Epoch, MultiCursor, TenantSlug};
+use herald_replay::{ChannelKey, ConnectionPermit, Gap, Live, StoredEvent};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use crate::meter::StreamMeter;
+use crate::stream_end::{EndReason, StreamEnd};
+use crate::subscribe::{gap_frame, tenant_active};
+use crate::EdgeState;
+
+/// Events read from history per round trip while catching up.
+const PAGE: usize = 256;
+/// How long to wait before retrying a history read that failed.
+const RETRY_READ: Duration = Duration::from_secs(1);
+/// The most bytes one chunk gathers (a frame larger than this goes alone). hyper queues up to 16
+/// chunks of a connection that cannot take them yet (and writes them with one `writev`), so this
+/// also bounds what a stalled reader holds there: 256 KiB.
+pub const MAX_WRITE: usize = 16 << 10;
+
+/// One channel of a stream.
+pub struct Lane {
+    pub key: ChannelKey,
+    pub hash: u32,
+    /// The last event sent (or the position live delivery started from).
+    pub last: Option<Cursor>,
+    /// Whether history must be read after `last` before live events can be trusted again.
+    pub catching_up: bool,
+}
+
+impl Lane {
+    /// Whether a live event is to be sent, moving `last` to it if so.
+    fn admit(&mut self, cursor: Cursor) -> bool {
+        if self.catching_up {
+            // History after `last` will bring it: the hub was joined before the read.
+            return false;
+        }
+        match self.last {
+            Some(last) if last.epoch != cursor.epoch => {
+                // The channel's history began a new life while we were connected; let
+                // history say what the client lost.
+                self.catching_up = true;
+                false
+            }
+            Some(last) if cursor.position <= last.position => false,
+            _ => {
+                self.last = Some(cursor);
+                true
+            }
+        }
+    }
+}
+
+/// The live feeds of a stream's channels: a lone receiver for one channel, merged otherwise.
+pub enum LiveFeeds {
+    One(broadcast::Receiver<Live>),
+    Many(SelectAll<BoxStream<'static, Item>>),
+}
+
+/// What a live feed gave.
+pub enum Item {
+    Live(usize, Live),
+    /// The lane fell behind its channel's ring.
+    Lagged(usize),
+    /// The hub closed a channel (ended by the control plane).
+    Closed,
+}
+
+impl LiveFeeds {
+    pub fn many(receivers: Vec<broadcast::Receiver<Live>>) -> Self {
+        let mut all = SelectAll::new();
+        for (i, rx) in receivers.into_iter().enumerate() {
+            all.push(
+                tokio_stream::wrappers::BroadcastStream::new(rx)
+                    .map(move |item| match item {
+                        Ok(live) => Item::Live(i, live),
+                        Err(BroadcastStreamRecvError::Lagged(_)) => Item::Lagged(i),
+                    })
+                    .chain(futures_util::stream::once(async { Item::Closed }))
+                    .boxed(),
+            );
+        }
+        Self::Many(all)
+    }
+
+    async fn next(&mut self) -> Item {
+        match self {
+            Self::One(rx) => match rx.recv().await {
+                Ok(live) => Item::Live(0, live),
+                Err(RecvError::Lagged(_)) => Item::Lagged(0),
+                Err(RecvError::Closed) => Item::Closed,
+            },
+            Self::Many(all) => all.next().await.unwrap_or(Item::Closed),
+        }
+    }
+
+    /// What is already waiting, without waiting.
+    fn ready(&mut self) -> Option<Item> {
+        match self {
+            Self::One(rx) => match rx.try_recv() {
+                Ok(live) => Some(Item::Live(0, live)),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Lagged(_)) => Some(Item::Lagged(0)),
+                Err(TryRecvError::Closed) => Some(Item::Closed),
+            },
+            Self::Many(all) => all.next().now_or_never().map(|i| i.unwrap_or(Item::Closed)),
+        }
+    }
+}
+
+/// The chunk being gathered for the next write.
+#[derive(Default)]
+struct Chunk {
+    /// A lone shared frame, written as is.
+    single: Option<Bytes>,
+    /// Frames copied together, once there is more than one.
+    buf: BytesMut,
+    /// Events in it (a gap counts; the `retry:` line and heartbeats do not).
+    events: u64,
+    /// When the oldest live event in it reached this process.
+    since: Option<std::time::Instant>,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        self.single.as_ref().map_or(0, Bytes::len) + self.buf.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.single.is_none() && self.buf.is_empty()
+    }
+
+    fn push(&mut self, frame: Bytes) {
+        if self.is_empty() {
+            self.single = Some(frame);
+        } else {
+            self.buf().extend_from_slice(&frame);
+        }
+    }
+
+    /// The buffer to append to, holding whatever was gathered before.
+    fn buf(&mut self) -> &mut BytesMut {
+        if let Some(first) = self.single.take() {
+            self.buf.reserve(first.len() + 512);
+            self.buf.extend_from_slice(&first);
+        }
+        &mut self.buf
+    }
+
+    fn take(&mut self) -> (Bytes, u64, Option<std::time::Instant>) {
+        let bytes = match self.single.take() {
+            Some(b) => b,
+            None => self.buf.split().freeze(),
+        };
+        (bytes, std::mem::take(&mut self.events), self.since.take())
+    }
+}
+
+/// A history page being written out.
+struct Page {
+    lane: usize,
+    epoch: Epoch,
+    events: std::vec::IntoIter<StoredEvent>,
+}
+
+/// One subscriber's stream: its channels, what it has still to send, and its live feeds.
+pub struct Feed {
+    state: EdgeState,
+    tenant: TenantSlug,
+    /// Counts the connection against the tenant's quota until the stream ends.
+    _permit: ConnectionPermit,
+    meter: StreamMeter,
+    /// Logs the stream's end.
+    end: StreamEnd,
+    lanes: Vec<Lane>,
+    multi: bool,
+    live: LiveFeeds,
+    chunk: Chunk,
+    page: Option<Page>,
+    /// When the gathered chunk is to be written, if it waits.
+    flush_at: Option<Instant>,
+    /// When the stream last wrote (for a write at once, when the event that went out arrived).
+    last_write: Instant,
+    /// Fires at `flush_at`, or at the next heartbeat.
+    timer: Pin<Box<Sleep>>,
+    retry_read: Option<Pin<Box<Sleep>>>,
+    /// The hub closed a channel: write what is gathered, then end.
+    ending: bool,
+}
+
+impl Feed {
+    /// A stream that starts by writing `first` (the `retry:` line and any early gaps).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        state: EdgeState,
+        tenant: TenantSlug,
+        permit: ConnectionPermit,
+        meter: StreamMeter,
+        end: StreamEnd,
+        lanes: Vec<Lane>,
+        multi: bool,
+        live: LiveFeeds,
+        first: Vec<(Bytes, bool)>,
+    ) -> Self {
+        let mut chunk = Chunk::default();
+        for (frame, event) in first {
+            chunk.events += u64::from(event);
+            chunk.push(frame);
+        }
+        let now = Instant::now();
+        let timer = Box::pin(tokio::time::sleep_until(now + state.config.heartbeat));
+        Self {
+            state,
+            tenant,
+            _permit: permit,
+            meter,
+            end,
+            lanes,
+            multi,
+            live,
+            chunk,
+            page: None,
+            flush_at: None,
+            last_write: now,
+            timer,
+            retry_read: None,
+            ending: false,
+        }
+    }
+
+    /// The next chunk of the response body; `None` ends the stream.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if self.page.is_some() {
+                self.fill_from_page();
+                self.last_write = Instant::now();
+                return Some(self.write());
+            }
+            if self.ending {
+                return (!self.chunk.is_empty()).then(|| self.write());
+            }
+            if self.retry_read.is_none() {
+                if let Some(i) = self.lanes.iter().position(|l| l.catching_up) {
+                    self.read_history(i).await;
+                    continue;
+                }
+            }
+            if !self.chunk.is_empty() && self.flush_at.is_none() {
+                return Some(self.write());
+            }
+            let retry = async {
+                match self.retry_read.as_mut() {
+                    Some(sleep) => sleep.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.state.shutdown.cancelled() => {
+                    self.end.ending(EndReason::Drain);
+                    return None;
+                }
+                item = self.live.next() => {
+                    let mut newest = self.take(item);
+                    while self.chunk.len() < MAX_WRITE && !self.ending {
+                        let Some(item) = self.live.ready() else { break };
+                        newest = self.take(item).or(newest);
+                    }
+                    if let Some(at) = newest {
+                        self.schedule(Instant::from_std(at));
+                    }
+                }
+                _ = retry => self.retry_read = None,
+                _ = self.timer.as_mut() => {
+                    if let Some(at) = self.flush_at.take() {
+                        self.last_write = at;
+                        self.rearm_heartbeat();
+                        continue;
+                    }
+                    let due = self.last_write + self.state.config.heartbeat;
+                    let now = Instant::now();
+                    if now < due {
+                        self.timer.as_mut().reset(due);
+                        continue;
+                    }
+                    // A quiet moment to notice that the tenant was suspended or deleted (a
+                    // cached lookup), for processes that were not told directly.
+                    if !tenant_active(self.state.clone(), self.tenant.clone()).await {
+                        self.end.ending(EndReason::TenantInactive);
+                        return None;
+                    }
+                    self.last_write = now;
+                    self.rearm_heartbeat();
+                    self.chunk.push(Bytes::from_static(sse::KEEPALIVE));
+                }
+            }
+        }
+    }
+
+    /// Hands the gathered chunk to the connection.
+    fn write(&mut self) -> Bytes {
+        let (bytes, events, since) = self.chunk.take();
+        self.flush_at = None;
+        self.meter.wrote(bytes.len(), events, since);
+        self.end.delivered(events);
+        bytes
+    }
+
+    /// Decides when the gathered chunk goes, given that the newest event in it arrived at `at`:
+    /// at once when the stream was quiet or the chunk is full, else one interval after the last
+    /// write.
+    fn schedule(&mut self, at: Instant) {
+        if self.chunk.len() >= MAX_WRITE {
+            self.flush_at = None;
+            self.last_write = at;
+            return;
+        }
+        if self.flush_at.is_some() {
+            return;
+        }
+        let next = self.last_write + self.state.config.coalesce;
+        if at >= next {
+            self.last_write = at;
+        } else {
+            self.flush_at = Some(next);
+            self.timer.as_mut().reset(next);
+        }
+    }
+
+    fn rearm_heartbeat(&mut self) {
+        let at = self.last_write + self.state.config.heartbeat;
+        self.timer.as_mut().reset(at);
+    }
+
+    /// Gathers one live item; returns when its event arrived, if it is to be sent.
+    fn take(&mut self, item: Item) -> Option<std::time::Instant> {
+        match item {
+            Item::Live(i, Live::Event(event)) => {
+                if !self.lanes[i].admit(event.cursor) {
+                    return None;
+                }
+                if self.multi {
+                    let id = self.multi_cursor().encode();
+                    let buf = self.chunk.buf();
+                    sse::write_id(buf, &id);
+                    buf.extend_from_slice(&event.body());
+                } else {
+                    self.chunk.push(event.frame().clone());
+                }
+                self.chunk.events += 1;
+                self.chunk.since.get_or_insert(event.at);
+                Some(event.at)
+            }
+            Item::Live(i, Live::Resync) => {
+                self.state.metrics.slow("resync");
+                self.lanes[i].catching_up = true;
+                None
+            }
+            Item::Lagged(i) => {
+                self.state.metrics.slow("lagged");
+                self.lanes[i].catching_up = true;
+                None
+            }
+            // A reconnect is checked anew.
+            Item::Closed => {
+                self.end.ending(EndReason::Closed);
+                self.ending = true;
+                None
+            }
+        }
+    }
+
+    /// Reads one page of a lane's history after its `last`.
+    async fn read_history(&mut self, i: usize) {
+        let (key, after) = (self.lanes[i].key.clone(), self.lanes[i].last);
+        match self.state.broker.read(&key, after, PAGE).await {
+            Ok(history) => {
+                if let Some(gap) = history.gap {
+                    self.chunk.push(gap_frame(&key.channel, gap));
+                    self.chunk.events += 1;
+                    if gap == Gap::InvalidCursor {
+                        self.lanes[i].last = None;
+                    }
+                }
+                self.lanes[i].catching_up = history.full;
+                if !history.events.is_empty() {
+                    self.page = Some(Page {
+                        lane: i,
+                        epoch: history.epoch,
+                        events: history.events.into_iter(),
+                    });
+                }
+            }
+            Err(e) => {
+                // The stream stays open (heartbeats continue) and tries again.
+                tracing::warn!(channel = %key, error = %e, "history read failed; retrying");
+                self.retry_read = Some(Box::pin(tokio::time::sleep(RETRY_READ)));
+            }
+        }
+    }
+
+    /// Encodes the page's next events into the chunk, up to [`MAX_WRITE`].
+    fn fill_from_page(&mut self) {
+        let Some(page) = self.page.as_mut() else {
+            return;
+        };
+        let (i, epoch) = (page.lane, page.epoch);
+        while self.chunk.len() < MAX_WRITE {
+            let Some(e) = self.page.as_mut().and_then(|p| p.events.next()) else {
+                self.page = None;
+                return;
+            };
+            let cursor = Cursor::new(epoch, e.position);
+            self.lanes[i].last = Some(cursor);
+            let id = if self.multi {
+                self.multi_cursor().encode()
+            } else {
+                cursor.to_string()
+            };
+            let data = e.event.data.rendered();
+            sse::write_event(self.chunk.buf(), Some(&id), &e.event.event_type, &data);
+            self.chunk.events += 1;
+        }
+        if self.page.as_ref().is_some_and(|p| p.events.len() == 0) {
+            self.page = None;
+        }
+    }
+
+    fn multi_cursor(&self) -> MultiCursor {
+        let mut m = MultiCursor::default();
+        for lane in &self.lanes {
+            m.set(lane.hash, lane.last);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::{ChannelName, Position};
+
+    fn lane(last: u64, catching_up: bool) -> Lane {
+        Lane {
+            key: ChannelKey::new(
+                TenantSlug::parse("acme").unwrap(),
+                ChannelName::parse("c").unwrap(),
+            ),
+            hash: 0,
+            last: Some(at(last)),
+            catching_up,
+        }
+    }
+
+    fn at(n: u64) -> Cursor {
+        Cursor::new(Epoch(7), Position::new(n, 0))
+    }
+
+    #[test]
+    fn live_events_after_the_cursor_are_sent_once_in_order() {
+        let mut l = lane(5, false);
+        assert!(!l.admit(at(4)));
+        assert!(!l.admit(at(5)));
+        assert!(l.admit(at(6)));
+        assert!(!l.admit(at(6)));
+        assert_eq!(l.last, Some(at(6)));
+    }
+
+    /// A lane whose history read failed must not let live events move its cursor: the events
+    /// between would then never be read, and no gap said.
+    #[test]
+    fn a_lane_catching_up_leaves_live_events_to_history() {
+        let mut l = lane(5, true);
+        assert!(!l.admit(at(9)));
+        assert_eq!(l.last, Some(at(5)));
+        assert!(l.catching_up);
+    }
+
+    #[test]
+    fn a_new_life_of_the_history_is_caught_up_from_history() {
+        let mut l = lane(5, false);
+        assert!(!l.admit(Cursor::new(Epoch(8), Position::new(1, 0))));
+        assert!(l.catching_up);
+        assert_eq!(l.last, Some(at(5)));
+    }
+
+    #[test]
+    fn a_lone_frame_is_written_as_the_shared_bytes() {
+        let mut c = Chunk::default();
+        let frame = Bytes::from_static(b"data: a\n\n");
+        c.push(frame.clone());
+        let (bytes, _, _) = c.take();
+        assert_eq!(bytes.as_ptr(), frame.as_ptr());
+        c.push(frame.clone());
+        c.push(Bytes::from_static(b"data: b\n\n"));
+        assert_eq!(&c.take().0[..], b"data: a\n\ndata: b\n\n");
+        assert!(c.is_empty());
+    }
+}
