@@ -1,11 +1,13 @@
 //! The measurements behind deploy/README.md's sizing plan, on one edge process of a real cluster:
 //! memory per idle open stream, and deliveries per second per core.
 //!
-//!     cargo build -p herald [--release] && cargo run -p herald-cluster --example sizing [--release] -- [STREAMS] [SECONDS]
+//!     cargo build -p herald [--release] && cargo run -p herald-cluster --example sizing [--release] -- [STREAMS] [SECONDS] [--redis-cluster]
 //!
 //! It opens STREAMS (default 4000) raw-TCP SSE connections to the edge (20 channels), reads the
 //! edge's resident memory before and after, then publishes to those channels for SECONDS
 //! (default 10) and divides what the subscribers received by the CPU time the edge used.
+//! `--redis-cluster` puts the edge on a private three-master Redis Cluster instead of one
+//! Redis; Redis CPU is then the masters' sum.
 //! `HERALD_TEST_BIN` picks the binary (default target/debug/herald, or target/release/herald
 //! when built with --release).
 
@@ -22,7 +24,8 @@ const CHANNELS: usize = 20;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
+    let on_cluster = std::env::args().any(|a| a == "--redis-cluster");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--redis-cluster");
     let streams: usize = args.next().map_or(Ok(4000), |a| a.parse())?;
     let seconds: u64 = args.next().map_or(Ok(10), |a| a.parse())?;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -37,30 +40,18 @@ async fn main() -> Result<()> {
     );
     let pg = std::env::var("HERALD_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    // A Redis of our own, so that its CPU time is this run's alone.
-    let redis_port = herald_cluster::free_port()?;
-    let mut redis_server = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &redis_port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .context("redis-server")?;
-    let redis = format!("redis://127.0.0.1:{redis_port}");
-    while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // A Redis (or Redis Cluster) of our own, so that its CPU time is this run's alone.
+    let redis = OwnRedis::start(on_cluster, &root.join("target/sizing-redis")).await?;
     let database = herald_cluster::create_database(&pg, "herald_sizing")?;
 
-    let mut spec = Spec::new(bin.clone(), &database, &redis, root.join("target/sizing"));
+    let mut spec = Spec::new(
+        bin.clone(),
+        &database,
+        &redis.url,
+        root.join("target/sizing"),
+    );
     spec.edges = 1;
+    spec.redis_cluster = on_cluster;
     spec.redis_prefix = format!("herald-sizing-{}", std::process::id());
     spec.plans = Some((
         "[plans.roomy]\nmax_connections = 1000000\nmessages_per_day = 1000000000\n\
@@ -128,7 +119,7 @@ async fn main() -> Result<()> {
 
     // Deliveries: publish round-robin to the channels, one publish in flight per channel.
     let cpu0 = cpu_ticks(pid)?;
-    let redis_cpu0 = cpu_ticks(redis_server.id())?;
+    let redis_cpu0 = redis.cpu_ticks()?;
     let received0 = received.load(Ordering::Relaxed);
     let started = Instant::now();
     let published = Arc::new(AtomicU64::new(0));
@@ -161,7 +152,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = (cpu_ticks(pid)? - cpu0) as f64 / 100.0; // USER_HZ
-    let redis_cpu = (cpu_ticks(redis_server.id())? - redis_cpu0) as f64 / 100.0;
+    let redis_cpu = (redis.cpu_ticks()? - redis_cpu0) as f64 / 100.0;
     let delivered = received.load(Ordering::Relaxed) - received0;
     let published = published.load(Ordering::Relaxed);
     println!(
@@ -173,16 +164,71 @@ async fn main() -> Result<()> {
         cpu * 1e6 / published as f64,
     );
     println!(
-        "Redis CPU {redis_cpu:.2} s = {:.0} publishes per Redis CPU-second (one edge subscribed)",
-        published as f64 / redis_cpu
+        "Redis CPU {redis_cpu:.2} s = {:.0} publishes per Redis CPU-second (one edge subscribed, {})",
+        published as f64 / redis_cpu,
+        if on_cluster { "Redis Cluster, 3 masters" } else { "one Redis" }
     );
     for t in tasks {
         t.abort();
     }
     drop(cluster);
-    let _ = redis_server.kill();
-    let _ = redis_server.wait();
+    drop(redis);
     Ok(())
+}
+
+/// The Redis of the run: one `redis-server`, or a three-master Redis Cluster.
+struct OwnRedis {
+    url: String,
+    single: Option<std::process::Child>,
+    cluster: Option<herald_cluster::redis_cluster::RedisCluster>,
+}
+
+impl OwnRedis {
+    async fn start(on_cluster: bool, dir: &std::path::Path) -> Result<OwnRedis> {
+        if on_cluster {
+            let _ = std::fs::remove_dir_all(dir);
+            let cluster = herald_cluster::redis_cluster::RedisCluster::start(dir, 3, false)?;
+            return Ok(OwnRedis {
+                url: cluster.seeds(),
+                single: None,
+                cluster: Some(cluster),
+            });
+        }
+        let port = herald_cluster::free_port()?;
+        let server = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("redis-server")?;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(OwnRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            single: Some(server),
+            cluster: None,
+        })
+    }
+
+    /// CPU ticks of every Redis process of the run.
+    fn cpu_ticks(&self) -> Result<u64> {
+        let pids: Vec<u32> = match (&self.single, &self.cluster) {
+            (Some(s), _) => vec![s.id()],
+            (_, Some(c)) => c.masters.iter().filter_map(|m| m.pid()).collect(),
+            _ => Vec::new(),
+        };
+        pids.into_iter().map(cpu_ticks).sum()
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.single.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+    }
 }
 
 /// A raw-TCP SSE subscriber that counts the events it receives.
