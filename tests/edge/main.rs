@@ -2,6 +2,7 @@
 
 mod batch;
 mod faults;
+mod grafana;
 mod hostile;
 mod limits;
 mod multi;
