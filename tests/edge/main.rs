@@ -3,6 +3,7 @@
 mod batch;
 mod coalesce;
 mod faults;
+mod grafana;
 mod hostile;
 mod limits;
 mod multi;

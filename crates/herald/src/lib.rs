@@ -182,15 +182,16 @@ impl App {
             broker,
             database_optional: routes == Routes::Edge,
         };
-        let metrics_page = metrics.clone();
+        let metrics_page = (metrics.clone(), health.clone());
         let router = router
             .route("/healthz", get(healthz))
             .route("/readyz", get(ready).with_state(health))
             .route(
                 "/metrics",
                 get(move || {
-                    let metrics = metrics_page.clone();
+                    let (metrics, health) = metrics_page.clone();
                     async move {
+                        probe_health(&metrics, &health).await;
                         (
                             [(
                                 axum::http::header::CONTENT_TYPE,
@@ -317,6 +318,22 @@ pub async fn connect_broker(kind: BrokerKind) -> anyhow::Result<Arc<dyn Broker>>
 /// How long `/readyz` waits for the database: well under the 1 s a Kubernetes probe waits by
 /// default, so that an edge answers `degraded` in time rather than looking unready.
 const READY_DATABASE_WAIT: Duration = Duration::from_millis(500);
+
+/// Pings the broker and the database for the scrape's health gauges, each for at most
+/// [`READY_DATABASE_WAIT`], at the same time.
+async fn probe_health(metrics: &Metrics, health: &Health) {
+    let started = std::time::Instant::now();
+    let broker = async {
+        let answered = tokio::time::timeout(READY_DATABASE_WAIT, health.broker.ping()).await;
+        matches!(answered, Ok(Ok(()))).then(|| started.elapsed())
+    };
+    let database = async {
+        let answered = tokio::time::timeout(READY_DATABASE_WAIT, health.store.ping()).await;
+        matches!(answered, Ok(Ok(())))
+    };
+    let (broker, database) = tokio::join!(broker, database);
+    metrics.health(broker, READY_DATABASE_WAIT, database);
+}
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz", security(()),

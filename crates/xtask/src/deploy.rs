@@ -1,7 +1,9 @@
 //! The deploy step of `cargo xtask test`: nginx for the cluster tests (`crates/cluster`), and the
 //! checks of the deploy kit in `deploy/` that need neither Docker nor Kubernetes — hadolint,
 //! kubernetes-validate, the compose file, and every flag and variable against `herald --help`
-//! (`crates/xtask/deploy-check/check.py`).
+//! (`crates/xtask/deploy-check/check.py`), and `promtool check rules` on the Prometheus alert
+//! rules in `deploy/grafana/` (promtool unpacked from Debian's `prometheus` package into the
+//! target directory: nothing is installed, no Prometheus service is started).
 //!
 //! The Python tools are pinned in `crates/xtask/deploy-check/requirements.txt` and installed
 //! with pip into `target/deploy-venv` (again whenever that file changes).
@@ -26,7 +28,47 @@ pub fn run(root: &Path, target: &Path, herald_bin: &Path) -> Result<()> {
             .arg(root)
             .arg(herald_bin)
             .arg(venv.join("bin")),
+    )?;
+    let promtool = promtool(target)?;
+    cmd::run(
+        Command::new(promtool)
+            .args(["check", "rules"])
+            .arg(root.join("deploy/grafana/alerts.yml")),
     )
+}
+
+/// `promtool`: on `PATH`, or from Debian's `prometheus` package, downloaded with `apt-get
+/// download` and unpacked (not installed) into `<target>/promtool`.
+fn promtool(target: &Path) -> Result<PathBuf> {
+    if let Some(found) = cmd::which("promtool") {
+        return Ok(found);
+    }
+    let dir = target.join("promtool");
+    let unpacked = dir.join("usr/bin/promtool");
+    if unpacked.is_file() {
+        return Ok(unpacked);
+    }
+    if cmd::which("apt-get").is_none() || cmd::which("dpkg-deb").is_none() {
+        bail!("the alert rules are checked with promtool: install Debian's prometheus package, or put promtool on PATH");
+    }
+    say("unpacking promtool from Debian's prometheus package");
+    fs::create_dir_all(&dir)?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["download", "prometheus"])
+            .current_dir(&dir),
+    )?;
+    let deb = fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    cmd::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&dir))?;
+    let _ = fs::remove_file(&deb);
+    if !unpacked.is_file() {
+        bail!("the prometheus package holds no usr/bin/promtool");
+    }
+    Ok(unpacked)
 }
 
 /// `cargo xtask deploy-check`: builds herald and runs only this step.
