@@ -30,8 +30,16 @@ const MAX_TTL_SECS: u64 = 30 * 86_400;
 /// A token longer than this is refused unread.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 
+/// A token that verified: what it grants, and the signing key that signed it (an open stream
+/// lives only as long as that key still verifies).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub claims: Claims,
+    pub kid: String,
+}
+
 /// Verifies a token for `tenant`. Every failure is a 401 with a reason but no secret.
-pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<Claims, ApiError> {
+pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<Verified, ApiError> {
     let invalid = |why: &str| ApiError::unauthorized(format!("invalid subscriber token: {why}"));
     if token.len() > MAX_TOKEN_LEN {
         return Err(invalid("too long"));
@@ -75,7 +83,7 @@ pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<C
             "a channel pattern is malformed (* only as the last character)",
         ));
     }
-    Ok(claims)
+    Ok(Verified { claims, kid })
 }
 
 /// A subscriber token request.
