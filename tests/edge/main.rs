@@ -8,6 +8,7 @@ mod hostile;
 mod limits;
 mod multi;
 mod publish;
+mod reauth;
 mod replay;
 mod request_ids;
 mod security;

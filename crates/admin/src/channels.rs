@@ -152,6 +152,13 @@ pub async fn create(
         .store
         .create_channel(a.tenant.id, &name, &settings)
         .await?;
+    // A name in use with the tenant's defaults may have just turned private.
+    state
+        .recheck_streams(Target::Channel(ChannelKey::new(
+            a.tenant.slug.clone(),
+            name.clone(),
+        )))
+        .await;
     a.audit(
         &state,
         "channel.create",
@@ -184,7 +191,9 @@ pub async fn get_one(
 
 /// Change a channel's visibility, history size or TTL (within the plan's bounds).
 ///
-/// Every edge process applies the change within a second.
+/// Every edge process applies the change within a second: once the channel is private, its
+/// open streams that the change no longer allows (anonymous ones, tokens that do not grant it)
+/// end, and their reconnects are refused.
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant}/channels/{channel}", tag = "channels", operation_id = "patch_channel",
     params(ChannelParams), request_body = SettingsPatch,
     responses((status = 200, description = "The channel as it now is", body = ChannelView)))]
@@ -204,6 +213,12 @@ pub async fn patch(
         .store
         .put_channel(a.tenant.id, &name, &settings)
         .await?;
+    state
+        .recheck_streams(Target::Channel(ChannelKey::new(
+            a.tenant.slug.clone(),
+            name.clone(),
+        )))
+        .await;
     a.audit(
         &state,
         "channel.update",

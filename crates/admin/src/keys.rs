@@ -218,6 +218,10 @@ pub async fn revoke(
         KeyId::parse(&key_id).map_err(|_| ApiError::new(ErrorCode::NotFound, "no such key"))?;
     state.store.revoke_api_key(a.tenant.id, &key_id).await?;
     state.view.forget_key(&key_id).await;
+    // Streams the key opened end on every edge.
+    state
+        .recheck_streams(herald_replay::Target::Tenant(a.tenant.slug.clone()))
+        .await;
     tracing::info!(tenant = %a.tenant.slug, key = %key_id, "API key revoked");
     a.audit(&state, "key.revoke", Some(key_id.as_str()), None)
         .await;

@@ -123,6 +123,16 @@ impl AdminState {
         }
     }
 
+    /// Tells every edge process that the target's access rules changed, so that open streams
+    /// the change no longer allows end within a second. The change itself is already stored:
+    /// when the broker cannot be reached, the edges' own periodic re-checks catch up, and the
+    /// caller is still answered with success.
+    pub(crate) async fn recheck_streams(&self, target: herald_replay::Target) {
+        if let Err(e) = self.broker.recheck_streams(&target).await {
+            tracing::warn!(error = %e, "cannot tell the edges to re-check their open streams");
+        }
+    }
+
     /// Whether cookies must be `Secure` (the public URL is https).
     fn secure_cookies(&self) -> bool {
         self.config.public_origin.starts_with("https://")

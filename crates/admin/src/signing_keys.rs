@@ -109,7 +109,11 @@ pub async fn rotate(
         }
     };
     let key = state.store.rotate_signing_key(a.tenant.id, grace).await?;
-    // Edges cache signing keys for a second: with grace 0 the old key stops verifying within it.
+    // Edges cache signing keys for a second: with grace 0 the old key stops verifying within it,
+    // and the open streams of its tokens end; otherwise they end when the grace period does.
+    state
+        .recheck_streams(herald_replay::Target::Tenant(a.tenant.slug.clone()))
+        .await;
     a.audit(
         &state,
         "signing_key.rotate",

@@ -350,6 +350,12 @@ pub async fn patch(
     };
     let updated = state.store.update_tenant(a.tenant.id, &patch).await?;
     state.view.forget_tenant(&updated.slug).await;
+    if patch.channel_defaults.is_some() {
+        // Channels without settings of their own may have just turned private.
+        state
+            .recheck_streams(Target::Tenant(updated.slug.clone()))
+            .await;
+    }
     let details = json!({
         "name": patch.name,
         "allowed_origins": patch.allowed_origins,

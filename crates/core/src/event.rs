@@ -94,4 +94,21 @@ mod tests {
         assert_eq!(EventData::from_raw(&raw).unwrap().as_json(), r#"{"a":1}"#);
         assert!(EventData::from_stored("{".into()).is_err());
     }
+
+    /// Found by the `publish_body` fuzz target: a number with more digits than a double holds
+    /// was stored as a neighbour of the nearest double, so the stored value was not the
+    /// published one. Numbers are now parsed correctly rounded (serde_json `float_roundtrip`).
+    #[test]
+    fn long_numbers_are_stored_as_the_nearest_double() {
+        for text in [
+            "1411110000000000000000000000000001783065789968475022",
+            "0.30000000000000004441",
+            "2.2250738585072011e-308",
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+            let stored = EventData::from_raw(&raw).unwrap();
+            let nearest: f64 = text.parse().unwrap();
+            assert_eq!(stored.as_json().parse::<f64>().unwrap(), nearest, "{text}");
+        }
+    }
 }

@@ -9,7 +9,9 @@ pub mod event;
 pub mod multi;
 pub mod names;
 pub mod problem;
+pub mod publish;
 pub mod sse;
+pub mod token;
 
 pub use cursor::{Cursor, CursorError, Epoch, Position};
 pub use error::ErrorCode;
@@ -20,3 +22,4 @@ pub use names::{
     Password, Scope, TenantSlug,
 };
 pub use problem::Problem;
+pub use token::{Claims, TokenError};

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use herald_core::{ChannelName, ErrorCode, Scope, TenantSlug};
-use herald_http::token::Claims;
 use herald_http::{api_key_secret, bearer, check_api_key, ApiError};
 use herald_store::{ApiKeyAuth, Tenant};
 
-use crate::tokens::verify;
+use crate::tokens::{verify, Verified};
 use crate::EdgeState;
 
 /// Checks the request's API key: well-formed, known, not revoked, of this tenant (a key of
@@ -67,7 +66,7 @@ pub(crate) fn check_channel(key: &ApiKeyAuth, channel: &ChannelName) -> Result<(
 /// Who is subscribing.
 pub enum Credential {
     Anonymous,
-    Token(Claims),
+    Token(Verified),
     /// A server-side subscriber with an API key of the `subscribe` scope.
     Key(Arc<ApiKeyAuth>),
 }
@@ -102,7 +101,7 @@ impl Credential {
                 )))
             }
             Self::Anonymous => true,
-            Self::Token(claims) => !private || claims.grants(channel),
+            Self::Token(token) => !private || token.claims.grants(channel),
             Self::Key(key) => key
                 .channels
                 .as_ref()

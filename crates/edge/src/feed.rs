@@ -27,15 +27,16 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, SelectAll, StreamExt};
 use futures_util::FutureExt;
-use herald_core::{sse, Cursor, Epoch, MultiCursor, TenantSlug};
+use herald_core::{sse, Cursor, Epoch, MultiCursor};
 use herald_replay::{ChannelKey, ConnectionPermit, Gap, Live, StoredEvent};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::meter::StreamMeter;
+use crate::reauth::Grant;
 use crate::stream_end::{EndReason, StreamEnd};
-use crate::subscribe::{gap_frame, tenant_active};
+use crate::subscribe::gap_frame;
 use crate::EdgeState;
 
 /// Events read from history per round trip while catching up.
@@ -195,7 +196,8 @@ struct Page {
 /// One subscriber's stream: its channels, what it has still to send, and its live feeds.
 pub struct Feed {
     state: EdgeState,
-    tenant: TenantSlug,
+    /// What opened the stream, checked again when the control plane changes.
+    grant: Grant,
     /// Counts the connection against the tenant's quota until the stream ends.
     _permit: ConnectionPermit,
     meter: StreamMeter,
@@ -222,7 +224,7 @@ impl Feed {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         state: EdgeState,
-        tenant: TenantSlug,
+        grant: Grant,
         permit: ConnectionPermit,
         meter: StreamMeter,
         end: StreamEnd,
@@ -240,7 +242,7 @@ impl Feed {
         let timer = Box::pin(tokio::time::sleep_until(now + state.config.heartbeat));
         Self {
             state,
-            tenant,
+            grant,
             _permit: permit,
             meter,
             end,
@@ -299,6 +301,11 @@ impl Feed {
                         self.schedule(Instant::from_std(at));
                     }
                 }
+                // The credential lost its grant: end the stream; the reconnect is refused.
+                _ = self.grant.changed() => if let Some(reason) = self.grant.lost(&self.state).await {
+                    self.end.ending(reason);
+                    return None;
+                },
                 _ = retry => self.retry_read = None,
                 _ = self.timer.as_mut() => {
                     if let Some(at) = self.flush_at.take() {
@@ -312,10 +319,10 @@ impl Feed {
                         self.timer.as_mut().reset(due);
                         continue;
                     }
-                    // A quiet moment to notice that the tenant was suspended or deleted (a
-                    // cached lookup), for processes that were not told directly.
-                    if !tenant_active(self.state.clone(), self.tenant.clone()).await {
-                        self.end.ending(EndReason::TenantInactive);
+                    // A quiet moment to re-check the grant (cached lookups), for processes
+                    // that missed an announcement of a change.
+                    if let Some(reason) = self.grant.lost(&self.state).await {
+                        self.end.ending(reason);
                         return None;
                     }
                     self.last_write = now;

@@ -13,6 +13,7 @@ pub mod meter;
 pub mod metrics;
 mod openapi;
 mod publish;
+mod reauth;
 mod stream_end;
 mod subscribe;
 mod tokens;
@@ -61,7 +62,11 @@ impl Default for EdgeConfig {
 
 /// The edge's shared state; cheap to clone.
 #[derive(Clone)]
-pub struct EdgeState(Arc<Edge>);
+pub struct EdgeState {
+    edge: Arc<Edge>,
+    /// Open streams by tenant, woken when the tenant's access rules change.
+    reauth: Arc<reauth::Reauth>,
+}
 
 /// Everything the edge's handlers share.
 pub struct Edge {
@@ -77,8 +82,19 @@ pub struct Edge {
 }
 
 impl EdgeState {
+    /// The state of an edge on `edge`'s broker and store. Starts following the broker's
+    /// re-authorisation orders (until `edge.shutdown`), so it must be called on a Tokio runtime.
     pub fn new(edge: Edge) -> Self {
-        Self(Arc::new(edge))
+        let reauth = Arc::new(reauth::Reauth::default());
+        reauth.clone().listen(
+            edge.broker.as_ref(),
+            edge.view.clone(),
+            edge.shutdown.clone(),
+        );
+        Self {
+            edge: Arc::new(edge),
+            reauth,
+        }
     }
 }
 
@@ -86,7 +102,7 @@ impl std::ops::Deref for EdgeState {
     type Target = Edge;
 
     fn deref(&self) -> &Edge {
-        &self.0
+        &self.edge
     }
 }
 

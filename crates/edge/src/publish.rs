@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use herald_core::publish::{event_of, InvalidEvent};
 use herald_core::{ChannelName, Cursor, ErrorCode, Event, EventData, EventType, Scope};
 use herald_http::{body_error, media_type, require_json, ApiError, ChannelPath, TenantPath};
 use herald_replay::{Append, Appended, ChannelKey, DailyQuota, Idempotency, Retention};
@@ -167,7 +168,7 @@ pub async fn batch(
         };
         let channel = ChannelName::parse(&e.channel).map_err(|err| at(err.into()))?;
         check_channel(&key, &channel).map_err(at)?;
-        let event = json_event(e.event.as_deref(), &e.data).map_err(at)?;
+        let event = json_event(event_of(e.event.as_deref(), &e.data)).map_err(at)?;
         limits.check_size(&event, Some(i))?;
         channels.push(channel);
         events.push(event);
@@ -345,15 +346,13 @@ fn parse_event(headers: &HeaderMap, body: &[u8]) -> Result<Event, ApiError> {
     })?;
     let parsed: PublishBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid_body(format!("invalid JSON body: {e}")))?;
-    json_event(parsed.event.as_deref(), &parsed.data)
+    json_event(event_of(parsed.event.as_deref(), &parsed.data))
 }
 
-fn json_event(event_type: Option<&str>, data: &RawValue) -> Result<Event, ApiError> {
-    let event_type = match event_type {
-        Some(t) => EventType::parse(t)?,
-        None => EventType::message(),
-    };
-    let data = EventData::from_raw(data)
-        .map_err(|_| ApiError::invalid_body("`data` is not valid JSON"))?;
-    Ok(Event { event_type, data })
+/// An event of a parsed body, its refusal in the API's shape.
+fn json_event(event: Result<Event, InvalidEvent>) -> Result<Event, ApiError> {
+    event.map_err(|e| match e {
+        InvalidEvent::Type(name) => name.into(),
+        InvalidEvent::Data => ApiError::invalid_body(e.to_string()),
+    })
 }

@@ -15,8 +15,11 @@ pub(crate) enum EndReason {
     Drain,
     /// The control plane closed its channel: the tenant was suspended or deleted, told directly.
     Closed,
-    /// A heartbeat found the tenant suspended or deleted.
+    /// A re-check found the tenant suspended or deleted.
     TenantInactive,
+    /// A re-check found that the stream's credential no longer grants its channels: a channel
+    /// turned private, its key was revoked, its token's signing key stopped verifying.
+    AccessRevoked,
 }
 
 impl EndReason {
@@ -26,6 +29,7 @@ impl EndReason {
             EndReason::Drain => "drain",
             EndReason::Closed => "closed",
             EndReason::TenantInactive => "tenant_inactive",
+            EndReason::AccessRevoked => "access_revoked",
         }
     }
 }

@@ -160,6 +160,7 @@ async fn open(
     if tenant_row.suspended_at.is_some() {
         return Err(suspended());
     }
+    let watch = state.reauth.watch(&tenant_row);
     let token = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
@@ -173,6 +174,9 @@ async fn open(
         credential.check(channel, settings.visibility == Visibility::Private)?;
     }
     state.limits.connect(&tenant_row, ip)?;
+    let grant = watch
+        .grant(&state, tenant_row.clone(), channels.clone(), credential)
+        .await;
     let max_connections = plan.max_connections;
     let permit = state
         .broker
@@ -231,7 +235,7 @@ async fn open(
         LiveFeeds::many(receivers)
     };
     let end = StreamEnd::new(tenant.clone(), lanes.len());
-    let feed = Feed::new(state, tenant, permit, meter, end, lanes, multi, live, first);
+    let feed = Feed::new(state, grant, permit, meter, end, lanes, multi, live, first);
     let body = Body::from_stream(stream::unfold(feed, |mut feed| async move {
         let chunk = feed.next().await?;
         Some((Ok::<_, Infallible>(chunk), feed))
@@ -273,14 +277,4 @@ pub(crate) fn gap_frame(channel: &ChannelName, gap: Gap) -> Bytes {
     let data = serde_json::json!({ "channel": channel, "reason": gap.reason() }).to_string();
     let gap_type = EventType::parse_any("herald.gap").expect("herald.gap is a valid type");
     sse::event(None, &gap_type, &data)
-}
-
-/// Whether the tenant may still stream: not suspended, not deleted. A database that cannot be
-/// reached keeps what is already open.
-pub(crate) async fn tenant_active(state: EdgeState, tenant: TenantSlug) -> bool {
-    match state.view.tenant(&tenant).await {
-        Ok(Some(t)) => t.suspended_at.is_none(),
-        Ok(None) => false,
-        Err(_) => true,
-    }
 }

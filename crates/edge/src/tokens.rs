@@ -1,10 +1,8 @@
 //! Subscriber tokens: HS256 JWTs signed with one of the tenant's signing secrets, named by the
 //! header's `kid`. `POST /v1/{tenant}/tokens` mints them; tenants may also sign their own.
 //!
-//! Claims: `tenant` (must equal the URL's), `channels` (names, `*` only as the last character),
-//! `exp` (required, 30 s leeway), optional `sub`, and `nbf` checked when present (with the same
-//! leeway). Any `alg` but HS256 is refused before a key is
-//! looked at, so a token can never choose how it is checked.
+//! What a token may claim and how it is checked is [`herald_core::token`]'s; this module looks
+//! up the secret a token's `kid` names, and mints tokens.
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -12,70 +10,43 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use herald_core::token;
 use herald_core::{parse_channel_pattern, ErrorCode, Scope};
 use herald_http::token::{mint as sign, Claims, Minted};
 use herald_http::{body_error, ApiError, TenantPath};
 use herald_store::Tenant;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::authenticate;
 use crate::EdgeState;
 
-/// Seconds a token's `exp` may be past before it is refused.
-const LEEWAY_SECS: u64 = 30;
 /// The longest lifetime a minted token may ask for: 30 days.
 const MAX_TTL_SECS: u64 = 30 * 86_400;
-/// A token longer than this is refused unread.
-const MAX_TOKEN_LEN: usize = 8 * 1024;
 
-/// Verifies a token for `tenant`. Every failure is a 401 with a reason but no secret.
-pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<Claims, ApiError> {
-    let invalid = |why: &str| ApiError::unauthorized(format!("invalid subscriber token: {why}"));
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(invalid("too long"));
-    }
-    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
-    if header.alg != Algorithm::HS256 {
-        return Err(invalid("only HS256 is accepted"));
-    }
-    let kid = header.kid.ok_or_else(|| invalid("no kid in the header"))?;
+/// A token that verified: what it grants, and the signing key that signed it (an open stream
+/// lives only as long as that key still verifies).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub claims: Claims,
+    pub kid: String,
+}
+
+/// Verifies a token for `tenant` (the checks are [`herald_core::token`]'s; this looks up the
+/// secret its `kid` names). Every failure is a 401 with a reason but no secret.
+pub async fn verify(state: &EdgeState, tenant: &Tenant, token: &str) -> Result<Verified, ApiError> {
+    let invalid = |why: &dyn std::fmt::Display| {
+        ApiError::unauthorized(format!("invalid subscriber token: {why}"))
+    };
+    let kid = token::signing_kid(token).map_err(|e| invalid(&e))?;
     let keys = state.view.signing_keys(tenant.id).await?;
     let key = keys
         .iter()
         .find(|k| k.kid == kid)
-        .ok_or_else(|| invalid("kid names no signing key of this tenant"))?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = LEEWAY_SECS;
-    validation.validate_nbf = true;
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp"]);
-    let claims = jsonwebtoken::decode::<Claims>(
-        token,
-        &DecodingKey::from_secret(key.secret.as_bytes()),
-        &validation,
-    )
-    .map_err(|e| match e.kind() {
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature => invalid("expired"),
-        jsonwebtoken::errors::ErrorKind::ImmatureSignature => invalid("not valid yet (nbf)"),
-        jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("bad signature"),
-        _ => invalid("unreadable claims"),
-    })?
-    .claims;
-    if claims.tenant != tenant.slug.as_str() {
-        return Err(invalid("issued for another tenant"));
-    }
-    if claims
-        .channels
-        .iter()
-        .any(|p| parse_channel_pattern(p).is_err())
-    {
-        return Err(invalid(
-            "a channel pattern is malformed (* only as the last character)",
-        ));
-    }
-    Ok(claims)
+        .ok_or_else(|| invalid(&"kid names no signing key of this tenant"))?;
+    let claims = token::verify(token, tenant.slug.as_str(), key.secret.as_bytes())
+        .map_err(|e| invalid(&e))?;
+    Ok(Verified { claims, kid })
 }
 
 /// A subscriber token request.

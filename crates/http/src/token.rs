@@ -6,36 +6,16 @@
 
 use std::time::Duration;
 
-use herald_core::{ChannelName, TenantSlug};
+use herald_core::TenantSlug;
 use herald_store::SigningKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::ApiError;
 
-/// What a subscriber token grants: `tenant` (must equal the URL's), `channels` (names, `*` only
-/// as the last character), `exp` (unix seconds, required), and an optional `sub`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    pub tenant: String,
-    #[serde(default)]
-    pub channels: Vec<String>,
-    pub exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-}
-
-impl Claims {
-    /// Whether the token lets its holder subscribe to `channel`. A personal channel
-    /// `<name>@<user>` is granted by `sub` alone, and by nothing else.
-    pub fn grants(&self, channel: &ChannelName) -> bool {
-        match channel.personal_user() {
-            Some(user) => self.sub.as_deref() == Some(user),
-            None => self.channels.iter().any(|p| channel.matches(p)),
-        }
-    }
-}
+/// What a subscriber token grants (checked by [`herald_core::token::verify`]).
+pub use herald_core::token::Claims;
 
 /// A minted token and when it expires: the answer of both minting endpoints.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -82,6 +62,7 @@ pub fn mint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_core::ChannelName;
     use jsonwebtoken::{DecodingKey, Validation};
 
     #[test]

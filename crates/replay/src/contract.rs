@@ -37,6 +37,7 @@ macro_rules! broker_contract {
             pages_are_bounded_by_bytes_and_say_more_follow,
             a_cursor_of_another_channel_is_never_placed,
             ending_streams_closes_subscriptions_of_the_target_only,
+            recheck_orders_reach_the_listeners_and_leave_streams_open,
             deleting_history_starts_a_new_life,
             batches_append_in_order_across_channels,
             idempotent_appends_happen_once_however_many_race,
@@ -250,6 +251,26 @@ pub async fn ending_streams_closes_subscriptions_of_the_target_only(b: Arc<impl 
     match tokio::time::timeout(Duration::from_secs(5), again.rx.recv()).await {
         Ok(Ok(Live::Event(e))) => assert_eq!(e.cursor, c1),
         other => panic!("resubscribed: {other:?}"),
+    }
+}
+
+pub async fn recheck_orders_reach_the_listeners_and_leave_streams_open(b: Arc<impl Broker>) {
+    let mut orders = b.rechecks();
+    let mut c = b.subscribe(&key("c")).await.unwrap();
+    let channel = Target::Channel(key("c"));
+    let tenant = Target::Tenant(TenantSlug::parse("acme").unwrap());
+    for target in [&channel, &tenant] {
+        b.recheck_streams(target).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), orders.recv()).await {
+            Ok(Ok(got)) => assert_eq!(&got, target),
+            other => panic!("the order arrives: {other:?}"),
+        }
+    }
+    // Re-checking is the edge's business: the subscription itself lives on.
+    let after = b.append(&key("c"), &ev(1), keep(10)).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), c.rx.recv()).await {
+        Ok(Ok(Live::Event(e))) => assert_eq!(e.cursor, after),
+        other => panic!("the stream lives on: {other:?}"),
     }
 }
 

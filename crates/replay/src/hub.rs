@@ -88,12 +88,18 @@ struct Head {
 /// behind live delivery before it catches up from history.
 pub const HUB_CAPACITY: usize = 1024;
 
+/// Re-authorisation orders a node keeps before its slowest listener misses some (and, told
+/// that it lagged, re-checks everything).
+const RECHECK_CAPACITY: usize = 256;
+
 /// The node's channels with local subscribers. The map is read-locked on the hot path (publish,
 /// join), so channels never wait for each other; it is written only when a channel is first
 /// followed or forgotten.
 pub struct Hub {
     channels: RwLock<HashMap<ChannelKey, Entry>>,
     capacity: usize,
+    /// Orders to re-authorise the open streams of a target, from any process.
+    rechecks: broadcast::Sender<Target>,
 }
 
 impl Hub {
@@ -103,7 +109,20 @@ impl Hub {
         Self {
             channels: RwLock::new(HashMap::new()),
             capacity,
+            rechecks: broadcast::channel(RECHECK_CAPACITY).0,
         }
+    }
+
+    /// Tells this node's listeners that the target's access rules changed.
+    pub fn recheck(&self, target: &Target) {
+        // An error only means nobody is listening.
+        let _ = self.rechecks.send(target.clone());
+    }
+
+    /// The re-authorisation orders this node receives from now on. A `Lagged` receiver lost
+    /// some: it should re-check everything.
+    pub fn rechecks(&self) -> broadcast::Receiver<Target> {
+        self.rechecks.subscribe()
     }
 
     // A panic while holding these locks leaves the map itself consistent; keep serving.

@@ -312,6 +312,15 @@ pub trait Broker: Presence {
     /// deleted tenant, a deleted channel). Clients that reconnect are checked anew.
     async fn end_streams(&self, target: &Target) -> Result<(), BrokerError>;
 
+    /// Tells every process that the target's access rules changed (a channel turned private, a
+    /// tenant's default visibility did, a key was revoked, a signing key rotated): each
+    /// re-authorises its open streams of the target, which [`Broker::rechecks`] announces.
+    async fn recheck_streams(&self, target: &Target) -> Result<(), BrokerError>;
+
+    /// The re-authorisation orders this process receives from now on, its own included. A
+    /// receiver that lagged behind lost some, and should re-check every stream.
+    fn rechecks(&self) -> tokio::sync::broadcast::Receiver<Target>;
+
     /// Removes the target's history, then ends its streams. Cursors into it are then from an
     /// earlier life: a later resume gets `invalid_cursor`.
     async fn delete_history(&self, target: &Target) -> Result<(), BrokerError>;

@@ -531,6 +531,15 @@ impl Broker for InProcessBroker {
         Ok(())
     }
 
+    async fn recheck_streams(&self, target: &Target) -> Result<(), BrokerError> {
+        self.hub.recheck(target);
+        Ok(())
+    }
+
+    fn rechecks(&self) -> tokio::sync::broadcast::Receiver<Target> {
+        self.hub.rechecks()
+    }
+
     async fn delete_history(&self, target: &Target) -> Result<(), BrokerError> {
         self.channels
             .write()

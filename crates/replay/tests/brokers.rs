@@ -9,7 +9,7 @@ use std::time::Duration;
 use herald_cluster::redis_cluster::RedisCluster;
 use herald_core::TenantSlug;
 use herald_replay::contract::{ev, keep, key};
-use herald_replay::{Broker, Gap, Presence, RedisBroker, RedisConfig};
+use herald_replay::{Broker, Gap, Presence, RedisBroker, RedisConfig, Target};
 
 fn redis_url() -> String {
     std::env::var("HERALD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -368,4 +368,25 @@ async fn a_hung_command_connection_does_not_hold_up_fan_out() {
         slowest < Duration::from_millis(500),
         "an announcement took {slowest:?} while commands hung"
     );
+}
+
+/// A re-authorisation order sent by one process reaches the others within a second: this is how
+/// a channel turning private reaches streams open on every edge.
+#[tokio::test]
+async fn recheck_orders_reach_every_process_within_a_second() {
+    let (a, space) = redis().await;
+    let b = RedisBroker::connect(RedisConfig {
+        url: redis_url(),
+        prefix: space.prefix.clone(),
+        cluster: false,
+    })
+    .await
+    .unwrap();
+    let mut orders = b.rechecks();
+    let target = Target::Channel(key("c"));
+    a.recheck_streams(&target).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(1), orders.recv()).await {
+        Ok(Ok(got)) => assert_eq!(got, target),
+        other => panic!("the other process hears the order: {other:?}"),
+    }
 }

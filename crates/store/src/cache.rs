@@ -163,11 +163,13 @@ where
             fresh: moka::future::Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(ttl)
+                .support_invalidation_closures()
                 .build(),
             known: moka::future::Cache::builder()
                 .max_capacity(capacity)
                 // Only to free the memory: the bound itself is checked on `Known::loaded`.
                 .time_to_live(fallback.stale_for)
+                .support_invalidation_closures()
                 .build(),
             fallback,
         }
@@ -227,6 +229,18 @@ where
     pub async fn forget(&self, key: &K) {
         self.fresh.invalidate(key).await;
         self.known.invalidate(key).await;
+    }
+
+    /// Drops every entry for which `which` holds, last known answers included: no read answers
+    /// them again.
+    pub fn forget_if(&self, which: impl Fn(&K, &V) -> bool + Send + Sync + 'static) {
+        let which = Arc::new(which);
+        let also = which.clone();
+        // These fail only on caches built without invalidation closures, which `new` never does.
+        let _ = self.fresh.invalidate_entries_if(move |k, v| which(k, v));
+        let _ = self
+            .known
+            .invalidate_entries_if(move |k, known| also(k, &known.value));
     }
 }
 
@@ -330,6 +344,22 @@ impl ControlView {
     pub async fn forget_tenant(&self, slug: &TenantSlug) {
         self.tenants.forget(slug).await;
     }
+
+    /// Drops one channel's settings from this process's cache at once.
+    pub async fn forget_channel(&self, tenant: TenantId, channel: &ChannelName) {
+        self.channels.forget(&(tenant, channel.clone())).await;
+    }
+
+    /// Drops everything this process caches about a tenant (its row, channel settings, API keys
+    /// and signing keys), so that the next reads see the store as it is now: what an edge does
+    /// when told that the tenant's access rules changed.
+    pub async fn forget_everything_of(&self, tenant: TenantId, slug: &TenantSlug) {
+        self.tenants.forget(slug).await;
+        self.signing_keys.forget(&tenant).await;
+        self.channels.forget_if(move |(t, _), _| *t == tenant);
+        self.keys
+            .forget_if(move |_, k| k.as_ref().is_some_and(|k| k.tenant_id == tenant));
+    }
 }
 
 #[cfg(test)]
@@ -393,6 +423,19 @@ mod tests {
         assert_eq!(cache.get_or_load(1, async { Ok(6) }).await.unwrap(), 5);
         cache.forget(&1).await;
         assert_eq!(cache.get_or_load(1, async { Ok(6) }).await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn forgetting_by_predicate_drops_only_what_matches() {
+        let cache = cache::<u32>(10);
+        for k in 1..=4 {
+            cache.get_or_load(k, async move { Ok(k) }).await.unwrap();
+        }
+        cache.forget_if(|k, _| k % 2 == 0);
+        for k in 1..=4 {
+            let reloaded = cache.get_or_load(k, async { Ok(0) }).await.unwrap() == 0;
+            assert_eq!(reloaded, k % 2 == 0, "key {k}");
+        }
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ mod cluster;
 mod cmd;
 mod deploy;
 mod e2e;
+mod fuzz;
 mod postgres;
 mod redis;
 mod schemathesis;
@@ -50,6 +51,11 @@ Commands:
   e2e     Only the web admin's browser tests (tests/e2e): npm ci, then Node's test runner driving
           Debian's Chromium against herald on SQLite and on Postgres + Redis
 
+  fuzz [SECS]
+          Only the fuzzing step: builds fuzz/ with libFuzzer's instrumentation (stable toolchain)
+          and runs each target (SSE encoder, cursors, names, tokens, publish bodies) for SECS
+          seconds (default 20) from the corpus in fuzz/corpus; a crash fails it
+
   bench   The side-by-side benchmark in release mode: Herald (embedded and through Redis)
           and Nchan, each pinned to core 0, the load generator to core 1; prints the table
           and writes bench/RESULTS.md. `bench smoke`: the short exactness check the test
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         ["schemathesis"] => test::schemathesis(),
         ["sdk"] => test::sdk(),
         ["e2e"] => test::e2e(),
+        ["fuzz", rest @ ..] => fuzz::run_command(rest),
         ["bench"] => bench::run(),
         ["bench", "examples"] => bench::examples(),
         ["bench", "smoke"] => bench::smoke_alone(),

@@ -57,6 +57,7 @@ pub fn run() -> Result<()> {
         let tests = cmd::run(&mut with_env(tests));
         let doctests = cmd::run(&mut with_env(doctests));
         let bench_smoke = crate::bench::smoke(&root, &services);
+        let fuzz = crate::fuzz::run(&root, crate::fuzz::DEFAULT_SECS);
         // Last, and even when tests failed, so that one run reports every failure.
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
         let sdk = crate::sdk::run(&root, &target_dir(&root), &herald_bin);
@@ -64,6 +65,7 @@ pub fn run() -> Result<()> {
         tests
             .and(doctests)
             .and(bench_smoke)
+            .and(fuzz)
             .and(schemathesis)
             .and(sdk)
             .and(e2e)
@@ -73,10 +75,16 @@ pub fn run() -> Result<()> {
         tests.args(["test", "--workspace", "--no-fail-fast"]);
         let tests = cmd::run(&mut with_env(tests));
         let bench_smoke = crate::bench::smoke(&root, &services);
+        let fuzz = crate::fuzz::run(&root, crate::fuzz::DEFAULT_SECS);
         let schemathesis = crate::schemathesis::run(&root, &target_dir(&root), &herald_bin);
         let sdk = crate::sdk::run(&root, &target_dir(&root), &herald_bin);
         let e2e = crate::e2e::run(&root, &target_dir(&root), &herald_bin, &services.env());
-        tests.and(bench_smoke).and(schemathesis).and(sdk).and(e2e)
+        tests
+            .and(bench_smoke)
+            .and(fuzz)
+            .and(schemathesis)
+            .and(sdk)
+            .and(e2e)
     }
 }
 

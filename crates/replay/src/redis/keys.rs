@@ -82,23 +82,41 @@ impl Keys {
     }
 }
 
-/// A control order: `end <tenant>` or `end <tenant>/<channel>`.
-pub(super) fn encode_end(target: &Target) -> String {
+/// An order to every process, sent on the control channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Order {
+    /// End the target's open streams.
+    End(Target),
+    /// Re-authorise the target's open streams.
+    Recheck(Target),
+}
+
+/// `end <tenant>`, `end <tenant>/<channel>`, `recheck <tenant>` or `recheck <tenant>/<channel>`.
+pub(super) fn encode_order(order: Order) -> String {
+    let (verb, target) = match &order {
+        Order::End(t) => ("end", t),
+        Order::Recheck(t) => ("recheck", t),
+    };
     match target {
-        Target::Channel(key) => format!("end {key}"),
-        Target::Tenant(t) => format!("end {t}"),
+        Target::Channel(key) => format!("{verb} {key}"),
+        Target::Tenant(t) => format!("{verb} {t}"),
     }
 }
 
-pub(super) fn parse_end(payload: &[u8]) -> Option<Target> {
-    let rest = std::str::from_utf8(payload).ok()?.strip_prefix("end ")?;
-    Some(match rest.split_once('/') {
+pub(super) fn parse_order(payload: &[u8]) -> Option<Order> {
+    let (verb, rest) = std::str::from_utf8(payload).ok()?.split_once(' ')?;
+    let target = match rest.split_once('/') {
         Some((t, c)) => Target::Channel(ChannelKey::new(
             TenantSlug::parse(t).ok()?,
             ChannelName::parse(c).ok()?,
         )),
         None => Target::Tenant(TenantSlug::parse(rest).ok()?),
-    })
+    };
+    match verb {
+        "end" => Some(Order::End(target)),
+        "recheck" => Some(Order::Recheck(target)),
+        _ => None,
+    }
 }
 
 /// `s` with Redis glob characters escaped, for a SCAN MATCH pattern.

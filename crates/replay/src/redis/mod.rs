@@ -416,10 +416,23 @@ impl Broker for RedisBroker {
     async fn end_streams(&self, target: &Target) -> Result<(), BrokerError> {
         redis::cmd("PUBLISH")
             .arg(self.keys.control())
-            .arg(encode_end(target))
+            .arg(encode_order(Order::End(target.clone())))
             .query_async::<()>(&mut self.con.clone())
             .await
             .map_err(unavailable)
+    }
+
+    async fn recheck_streams(&self, target: &Target) -> Result<(), BrokerError> {
+        redis::cmd("PUBLISH")
+            .arg(self.keys.control())
+            .arg(encode_order(Order::Recheck(target.clone())))
+            .query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    fn rechecks(&self) -> tokio::sync::broadcast::Receiver<Target> {
+        self.shared.hub.rechecks()
     }
 
     async fn delete_history(&self, target: &Target) -> Result<(), BrokerError> {

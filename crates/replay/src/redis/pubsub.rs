@@ -447,8 +447,9 @@ impl PubSubActor {
         }
         let Some(key) = self.subscribed.get(name) else {
             if name == self.keys.control() {
-                match parse_end(&payload) {
-                    Some(target) => self.shared.hub.close(&target),
+                match parse_order(&payload) {
+                    Some(Order::End(target)) => self.shared.hub.close(&target),
+                    Some(Order::Recheck(target)) => self.shared.hub.recheck(&target),
                     None => tracing::warn!("unreadable control order ignored"),
                 }
             }
