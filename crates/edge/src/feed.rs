@@ -474,7 +474,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_core::{ChannelName, Position};
+    use herald_core::{ChannelName, Position, TenantSlug};
 
     fn lane(last: u64, catching_up: bool) -> Lane {
         Lane {
