@@ -10,6 +10,7 @@ both_backends!(
     bad_patches_are_400_and_change_nothing,
     deleting_a_tenant_revokes_its_keys_and_quarantines_its_slug,
     owners_add_and_remove_members_and_viewers_only_read,
+    a_malformed_slug_is_400_as_on_the_edge,
 );
 
 async fn a_tenant_is_patched_and_answers_with_itself(app: TestApp) {
@@ -244,4 +245,29 @@ async fn owners_add_and_remove_members_and_viewers_only_read(app: TestApp) {
         .map(|e| e["action"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(actions, ["member.remove", "member.add"], "newest first");
+}
+
+/// A malformed slug in the path is refused as the edge refuses it, 400 `invalid_name`, once the
+/// caller is authenticated: a stranger still learns nothing but 401.
+async fn a_malformed_slug_is_400_as_on_the_edge(app: TestApp) {
+    app.signup("acme").await;
+    for path in [
+        "/api/v1/tenants/Not_A_Slug",
+        "/api/v1/tenants/Not_A_Slug/keys",
+        "/api/v1/tenants/Not_A_Slug/channels/orders",
+        "/api/v1/tenants/Not_A_Slug/usage",
+    ] {
+        let r = call(&app, &app.client, "GET", path, None).await;
+        problem(r, 400, "invalid_name").await;
+    }
+    let r = app
+        .client
+        .get(app.url("/v1/Not_A_Slug/channels/orders/history"))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400, "invalid_name").await;
+    let stranger = reqwest::Client::new();
+    let r = call(&app, &stranger, "GET", "/api/v1/tenants/Not_A_Slug", None).await;
+    problem(r, 401, "unauthorized").await;
 }

@@ -60,16 +60,16 @@ impl FromRequestParts<AdminState> for Caller {
 }
 
 impl Caller {
-    /// The tenant the caller addresses, with the caller's role in it. Unknown tenants and
-    /// tenants the caller does not belong to are both 404, so neither reveals the other.
-    pub async fn tenant(&self, state: &AdminState, slug: &str) -> Result<Access, ApiError> {
+    /// The tenant the caller addresses (its slug parsed by `TenantPath`), with the caller's
+    /// role in it. Unknown tenants and tenants the caller does not belong to are both 404, so
+    /// neither reveals the other.
+    pub async fn tenant(&self, state: &AdminState, slug: &TenantSlug) -> Result<Access, ApiError> {
         let not_found = || ApiError::new(ErrorCode::NotFound, "no such tenant");
-        let slug = TenantSlug::parse(slug).map_err(|_| not_found())?;
         let membership = match &self.who {
-            Who::Account(account) => state.store.membership(account.id, &slug).await?,
-            Who::AdminKey { tenant, .. } if *tenant == slug => state
+            Who::Account(account) => state.store.membership(account.id, slug).await?,
+            Who::AdminKey { tenant, .. } if tenant == slug => state
                 .store
-                .tenant_by_slug(&slug)
+                .tenant_by_slug(slug)
                 .await?
                 .map(|tenant: Tenant| Membership {
                     tenant,

@@ -4,11 +4,11 @@
 //! A channel needs no creation: one that was never created or patched is shown with the
 //! tenant's defaults and `created_at: null`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::ChannelName;
-use herald_http::ApiError;
+use herald_http::{ApiError, ChannelPath, TenantPath};
 use herald_replay::{ChannelKey, Target};
 use herald_store::{Channel, ChannelSettings, Tenant};
 use serde::{Deserialize, Serialize};
@@ -17,9 +17,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::tenants::{
-    check_settings, ChannelSettingsView, SettingsPatch, TenantParam, VisibilityView,
-};
+use crate::tenants::{check_settings, ChannelSettingsView, SettingsPatch, VisibilityView};
 use crate::AdminState;
 use herald_http::Json;
 
@@ -65,19 +63,6 @@ pub struct NewChannel {
     history_ttl_seconds: Option<u32>,
 }
 
-/// The `{tenant}` and `{channel}` path parameters.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-pub struct ChannelParams {
-    /// The tenant's slug.
-    #[param(example = "acme")]
-    tenant: String,
-    /// The channel's name.
-    #[param(example = "orders")]
-    channel: String,
-}
-
 async fn view(
     state: &AdminState,
     tenant: &Tenant,
@@ -98,18 +83,14 @@ async fn view(
     })
 }
 
-fn channel_name(s: &str) -> Result<ChannelName, ApiError> {
-    Ok(ChannelName::parse(s)?)
-}
-
 /// List the channels that have settings of their own.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/channels", tag = "channels", operation_id = "list_channels",
-    params(TenantParam),
+    params(TenantPath),
     responses((status = 200, description = "The channels, by name", body = Vec<ChannelView>)))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     let rows = state.store.list_channels(a.tenant.id).await?;
@@ -131,17 +112,17 @@ pub async fn list(
 
 /// Create a channel with settings of its own.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/channels", tag = "channels", operation_id = "create_channel",
-    params(TenantParam), request_body = NewChannel,
+    params(TenantPath), request_body = NewChannel,
     responses((status = 201, description = "The channel", body = ChannelView)))]
 pub async fn create(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     Json(body): Json<NewChannel>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     a.require_writer()?;
-    let name = channel_name(&body.name)?;
+    let name = ChannelName::parse(&body.name)?;
     let patch = SettingsPatch {
         visibility: body.visibility,
         history_size: body.history_size,
@@ -172,15 +153,17 @@ pub async fn create(
 
 /// Get a channel: its own settings, or the tenant's defaults when it has none.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/channels/{channel}", tag = "channels", operation_id = "get_channel",
-    params(ChannelParams),
+    params(ChannelPath),
     responses((status = 200, description = "The channel", body = ChannelView)))]
 pub async fn get_one(
     State(state): State<AdminState>,
     caller: Caller,
-    Path((tenant, channel)): Path<(String, String)>,
+    ChannelPath {
+        tenant,
+        channel: name,
+    }: ChannelPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
-    let name = channel_name(&channel)?;
     let row = state.store.channel(a.tenant.id, &name).await?;
     let settings = row
         .as_ref()
@@ -195,17 +178,19 @@ pub async fn get_one(
 /// open streams that the change no longer allows (anonymous ones, tokens that do not grant it)
 /// end, and their reconnects are refused.
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant}/channels/{channel}", tag = "channels", operation_id = "patch_channel",
-    params(ChannelParams), request_body = SettingsPatch,
+    params(ChannelPath), request_body = SettingsPatch,
     responses((status = 200, description = "The channel as it now is", body = ChannelView)))]
 pub async fn patch(
     State(state): State<AdminState>,
     caller: Caller,
-    Path((tenant, channel)): Path<(String, String)>,
+    ChannelPath {
+        tenant,
+        channel: name,
+    }: ChannelPath,
     Json(body): Json<SettingsPatch>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     a.require_writer()?;
-    let name = channel_name(&channel)?;
     let current = state.store.channel_settings(a.tenant.id, &name).await?;
     let settings = body.apply(current, &state, &a.tenant)?;
     check_settings(&settings, &state, &a.tenant)?;
@@ -233,16 +218,18 @@ pub async fn patch(
 /// Delete a channel: its history is cleared, its streams end, its settings revert to the
 /// tenant's defaults.
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/channels/{channel}", tag = "channels", operation_id = "delete_channel",
-    params(ChannelParams),
+    params(ChannelPath),
     responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AdminState>,
     caller: Caller,
-    Path((tenant, channel)): Path<(String, String)>,
+    ChannelPath {
+        tenant,
+        channel: name,
+    }: ChannelPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     a.require_writer()?;
-    let name = channel_name(&channel)?;
     state.store.delete_channel(a.tenant.id, &name).await?;
     a.audit(&state, "channel.delete", Some(name.as_str()), None)
         .await;

@@ -2,15 +2,14 @@
 //! member of the tenant by session, so that a person can watch a private or personal channel
 //! without pasting an API key into the page.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herald_core::{ChannelName, ErrorCode};
+use herald_core::ErrorCode;
 use herald_http::token::{mint, Minted};
-use herald_http::ApiError;
+use herald_http::{ApiError, ChannelPath};
 
 use crate::auth::Caller;
-use crate::channels::ChannelParams;
 use crate::AdminState;
 
 /// How long an inspector token lives: enough to open the stream, short enough not to matter if
@@ -20,15 +19,14 @@ pub const INSPECTOR_TOKEN_TTL: std::time::Duration = std::time::Duration::from_s
 /// Mint a subscriber token for this one channel, valid for 5 minutes (for a personal channel
 /// `<name>@<user>`, with `sub` = `<user>`). Any member may, viewers included: it only reads.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/channels/{channel}/token", tag = "channels",
-    operation_id = "inspector_token", params(ChannelParams),
+    operation_id = "inspector_token", params(ChannelPath),
     responses((status = 201, description = "A token granting only this channel", body = Minted)))]
 pub async fn token(
     State(state): State<AdminState>,
     caller: Caller,
-    Path((tenant, channel)): Path<(String, String)>,
+    ChannelPath { tenant, channel }: ChannelPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
-    let channel = ChannelName::parse(&channel)?;
     let keys = state.store.signing_keys(a.tenant.id).await?;
     let current = keys
         .iter()

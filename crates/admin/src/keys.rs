@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::{ChannelName, ErrorCode, KeyId, Scope};
-use herald_http::ApiError;
+use herald_http::{ApiError, TenantPath};
 use herald_store::ApiKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::tenants::{parse_name, TenantParam};
+use crate::tenants::parse_name;
 use crate::AdminState;
 use herald_http::Json;
 
@@ -128,12 +128,12 @@ fn parse_pattern(p: &str) -> Result<String, ApiError> {
 
 /// Create an API key; the answer holds its secret, which is shown only once.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/keys", tag = "keys", operation_id = "create_key",
-    params(TenantParam), request_body = NewKey,
+    params(TenantPath), request_body = NewKey,
     responses((status = 201, description = "The key, with its secret", body = CreatedKey)))]
 pub async fn create(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     Json(body): Json<NewKey>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
@@ -185,12 +185,12 @@ pub async fn create(
 
 /// List the tenant's API keys, revoked ones included; never their secrets.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/keys", tag = "keys", operation_id = "list_keys",
-    params(TenantParam),
+    params(TenantPath),
     responses((status = 200, description = "The keys, oldest first", body = Vec<ApiKeyView>)))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     let keys: Vec<ApiKeyView> = state
@@ -205,12 +205,13 @@ pub async fn list(
 
 /// Revoke an API key. Every edge process refuses it within a second.
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/keys/{key_id}", tag = "keys", operation_id = "revoke_key",
-    params(TenantParam, ("key_id" = String, Path, description = "The key's public id", example = "Ab3dE5gH")),
+    params(TenantPath, ("key_id" = String, Path, description = "The key's public id", example = "Ab3dE5gH")),
     responses((status = 204, description = "Revoked")))]
 pub async fn revoke(
     State(state): State<AdminState>,
     caller: Caller,
-    Path((tenant, key_id)): Path<(String, String)>,
+    TenantPath(tenant): TenantPath,
+    Path((_, key_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     a.require_writer()?;

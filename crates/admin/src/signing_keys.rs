@@ -3,17 +3,16 @@
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herald_http::ApiError;
+use herald_http::{ApiError, TenantPath};
 use herald_store::{Role, SigningKey};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::tenants::TenantParam;
 use crate::AdminState;
 
 /// A signing key. Its secret's UTF-8 bytes are the HS256 key; a token names the key in its
@@ -53,12 +52,12 @@ impl SigningKeyView {
 
 /// List the signing keys that still verify, newest (the current one) first.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/signing-keys", tag = "signing-keys",
-    operation_id = "list_signing_keys", params(TenantParam),
+    operation_id = "list_signing_keys", params(TenantPath),
     responses((status = 200, description = "The keys", body = Vec<SigningKeyView>)))]
 pub async fn list(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     let keys: Vec<SigningKeyView> = state
@@ -85,12 +84,12 @@ pub struct RotateParams {
 /// Rotate: a new current key; the previous one keeps verifying for the grace period
 /// (`--signing-key-grace-secs`, or a shorter `grace_seconds`), then is removed.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/signing-keys", tag = "signing-keys",
-    operation_id = "rotate_signing_key", params(TenantParam, RotateParams),
+    operation_id = "rotate_signing_key", params(TenantPath, RotateParams),
     responses((status = 201, description = "The new current key", body = SigningKeyView)))]
 pub async fn rotate(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     params: Result<Query<RotateParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;

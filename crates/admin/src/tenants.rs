@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::{Email, ErrorCode};
-use herald_http::ApiError;
+use herald_http::{ApiError, TenantPath};
 use herald_replay::Target;
 use herald_store::{AccountId, ChannelSettings, Member, Role, Tenant, TenantPatch, Visibility};
 use serde::{Deserialize, Serialize};
@@ -264,7 +264,7 @@ pub async fn list(State(state): State<AdminState>, caller: Caller) -> Result<Res
             .map(|m| TenantView::new(m.tenant, m.role))
             .collect(),
         Who::AdminKey { tenant, .. } => {
-            let a = caller.tenant(&state, tenant.as_str()).await?;
+            let a = caller.tenant(&state, tenant).await?;
             vec![TenantView::new(a.tenant, a.role)]
         }
     };
@@ -308,12 +308,12 @@ pub async fn apply_default_plan(state: &AdminState, tenant: Tenant) -> Result<Te
 
 /// Get a tenant.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}", tag = "tenants", operation_id = "get_tenant",
-    params(TenantParam),
+    params(TenantPath),
     responses((status = 200, description = "The tenant", body = TenantView)))]
 pub async fn get_one(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     Ok(axum::Json(TenantView::new(a.tenant, a.role)).into_response())
@@ -321,12 +321,12 @@ pub async fn get_one(
 
 /// Change a tenant's name, allowed origins or channel defaults.
 #[utoipa::path(patch, path = "/api/v1/tenants/{tenant}", tag = "tenants", operation_id = "patch_tenant",
-    params(TenantParam), request_body = TenantPatchBody,
+    params(TenantPath), request_body = TenantPatchBody,
     responses((status = 200, description = "The tenant as it now is", body = TenantView)))]
 pub async fn patch(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     Json(body): Json<TenantPatchBody>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
@@ -369,12 +369,12 @@ pub async fn patch(
 ///
 /// Only an owner may. The slug cannot be taken again for 30 days.
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant}", tag = "tenants", operation_id = "delete_tenant",
-    params(TenantParam),
+    params(TenantPath),
     responses((status = 204, description = "Deleted")))]
 pub async fn delete(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     // An admin API key acts as an admin, so this refuses it too.
@@ -395,16 +395,6 @@ async fn delete_tenant(state: &AdminState, a: &Access) -> Result<(), ApiError> {
         .broker
         .delete_history(&Target::Tenant(a.tenant.slug.clone()))
         .await?)
-}
-
-/// The `{tenant}` path parameter.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct TenantParam {
-    /// The tenant's slug.
-    #[param(example = "acme", pattern = "^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")]
-    #[allow(dead_code)]
-    tenant: String,
 }
 
 /// A member of a tenant.
@@ -447,12 +437,12 @@ pub struct NewMember {
 
 /// List a tenant's members.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/members", tag = "members", operation_id = "list_members",
-    params(TenantParam),
+    params(TenantPath),
     responses((status = 200, description = "The members, oldest first", body = Vec<MemberView>)))]
 pub async fn members(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     let members: Vec<MemberView> = state
@@ -467,12 +457,12 @@ pub async fn members(
 
 /// Add an existing account as `admin` or `viewer`. Only an owner may.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/members", tag = "members", operation_id = "add_member",
-    params(TenantParam), request_body = NewMember,
+    params(TenantPath), request_body = NewMember,
     responses((status = 201, description = "The new member", body = MemberView)))]
 pub async fn add_member(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     Json(body): Json<NewMember>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
@@ -524,12 +514,13 @@ fn require_owner_account(caller: &Caller, a: &Access) -> Result<(), ApiError> {
 /// Remove a member. Only an owner may; the last owner cannot be removed.
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant}/members/{account_id}", tag = "members",
     operation_id = "remove_member",
-    params(TenantParam, ("account_id" = i64, Path, description = "The member's account id", example = 7)),
+    params(TenantPath, ("account_id" = i64, Path, description = "The member's account id", example = 7)),
     responses((status = 204, description = "Removed")))]
 pub async fn remove_member(
     State(state): State<AdminState>,
     caller: Caller,
-    Path((tenant, account_id)): Path<(String, String)>,
+    TenantPath(tenant): TenantPath,
+    Path((_, account_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     require_owner_account(&caller, &a)?;

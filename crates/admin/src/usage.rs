@@ -1,15 +1,14 @@
 //! Usage rollups, the plan's limits with today's use, and the audit log.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use herald_http::ApiError;
+use herald_http::{ApiError, TenantPath};
 use herald_store::{AuditEntry, Plan, UsageDay};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::tenants::TenantParam;
 use crate::AdminState;
 
 /// The most days `usage` reports.
@@ -187,12 +186,12 @@ pub struct AuditPage {
 
 /// Daily messages, deliveries, bytes out and peak connections, oldest first, one row per day.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/usage", tag = "usage", operation_id = "usage",
-    params(TenantParam, UsageQuery),
+    params(TenantPath, UsageQuery),
     responses((status = 200, description = "One row per UTC day", body = Vec<UsageDayView>)))]
 pub async fn usage(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
@@ -213,12 +212,12 @@ pub async fn usage(
 
 /// The plan's limits and today's use.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/limits", tag = "usage", operation_id = "limits",
-    params(TenantParam),
+    params(TenantPath),
     responses((status = 200, description = "Limits and today's use", body = LimitsView)))]
 pub async fn limits(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
     let today = state
@@ -250,12 +249,12 @@ pub async fn limits(
 
 /// Who changed what, when and from where; newest first, a page at a time.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/audit", tag = "usage", operation_id = "audit_log",
-    params(TenantParam, AuditQuery),
+    params(TenantPath, AuditQuery),
     responses((status = 200, description = "A page of the audit log", body = AuditPage)))]
 pub async fn audit(
     State(state): State<AdminState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let a = caller.tenant(&state, &tenant).await?;
