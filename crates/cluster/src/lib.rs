@@ -389,8 +389,11 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
+impl Cluster {
+    /// Stops every process the cluster started and waits for each to exit; stopping twice is
+    /// harmless. What a test cleans up after the cluster (its Redis keys, its database) must wait
+    /// for this, or a process still running writes it back.
+    pub fn stop(&mut self) {
         // nginx gets SIGTERM, not SIGKILL: a killed master leaves its workers behind.
         if let Some(mut nginx) = self.nginx.take() {
             let _ = signal(nginx.id(), "TERM");
@@ -400,6 +403,12 @@ impl Drop for Cluster {
             edge.kill();
         }
         self.admin.kill();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -203,7 +203,9 @@ impl Drop for TestCluster {
         } else {
             let _ = std::fs::remove_dir_all(&self.state_dir);
         }
-        // A private Redis Cluster goes with its servers.
+        // The edges first: a running one reports its connection counts again after the keys
+        // are gone. A private Redis Cluster goes with its servers.
+        self.cluster.stop();
         if !self.cluster.spec().redis_cluster {
             clean_redis(
                 &self.cluster.spec().redis_url,
