@@ -14,6 +14,7 @@ pub mod contract;
 pub mod hub;
 mod memory;
 mod redis;
+pub mod trace;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use herald_core::{ChannelName, Cursor, Epoch, Event, Position, TenantSlug};
 pub use hub::{Live, LiveEvent, Subscription};
 pub use memory::{Budgets, InProcessBroker};
 pub use redis::{RedisBroker, RedisConfig};
+pub use trace::TraceParent;
 
 /// How much of a channel's history to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,23 @@ pub struct Append {
     pub channel: ChannelKey,
     pub event: Event,
     pub retention: Retention,
+}
+
+/// The span of one append on any broker: the tenant and channel of its first event (a publish
+/// names one tenant; a batch may name several channels, and says how many events it holds).
+fn append_span(broker: &'static str, batch: &[Append]) -> tracing::Span {
+    let span = tracing::info_span!(
+        "broker.append",
+        broker,
+        tenant = tracing::field::Empty,
+        channel = tracing::field::Empty,
+        events = batch.len(),
+    );
+    if let Some(first) = batch.first() {
+        span.record("tenant", tracing::field::display(&first.channel.tenant));
+        span.record("channel", tracing::field::display(&first.channel.channel));
+    }
+    span
 }
 
 /// A publisher's idempotency key, scoped to its tenant, and the fingerprint of what it asked.

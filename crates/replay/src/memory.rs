@@ -373,6 +373,11 @@ impl Broker for InProcessBroker {
         idempotency: Option<&Idempotency>,
         quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
+        // Nothing here waits: the whole append runs inside its span, and the fan-out, which
+        // happens within it, hangs under it.
+        let span = crate::append_span("memory", batch);
+        let _in = span.enter();
+        let trace = crate::trace::TraceParent::current();
         // Lock order: the key's shard, then channels sorted by key, so batches never deadlock.
         // The shard is held to the end, so racing repeats of one key append once.
         let idem_key = idempotency.map(|i| (i.tenant.to_string(), i.key.clone()));
@@ -424,8 +429,10 @@ impl Broker for InProcessBroker {
             }
             let cursor = Cursor::new(state.epoch, position);
             // Still under the channel's lock, so the hub sees its events in order.
-            self.hub
-                .publish(&a.channel, LiveEvent::encode(cursor, &a.event));
+            crate::trace::fanout(&a.channel, cursor, trace, || {
+                self.hub
+                    .publish(&a.channel, LiveEvent::encode(cursor, &a.event))
+            });
             cursors.push(cursor);
         }
         drop(guards);

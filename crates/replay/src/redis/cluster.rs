@@ -284,6 +284,13 @@ impl RedisBroker {
         token_secs: u64,
     ) -> Result<Part, BrokerError> {
         let (stream, meta) = self.keys.channel(channel);
+        let span = tracing::info_span!(
+            "redis.script",
+            script = "append_channel",
+            channel = %channel.channel,
+            events = idx.len(),
+        );
+        let trace = span.in_scope(TraceParent::current);
         let mut invocation = APPEND_CHANNEL.prepare_invoke();
         invocation
             .key(stream)
@@ -292,10 +299,11 @@ impl RedisBroker {
             .arg(token_secs)
             .arg(idx.len());
         for i in idx {
-            self.append_args(&mut invocation, &batch[*i]);
+            self.append_args(&mut invocation, &batch[*i], trace);
         }
         let (outcome, cursors): (String, String) = invocation
             .invoke_async(&mut self.con.clone())
+            .instrument(span)
             .await
             .map_err(unavailable)?;
         match outcome.as_str() {

@@ -24,8 +24,10 @@ use herald_core::{Cursor, Epoch, Event, EventData, EventType, Position};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
 use redis::{Script, Value};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::hub::{Hub, LiveEvent, Subscription};
+use crate::trace::TraceParent;
 use crate::{
     Append, Appended, Broker, BrokerError, ChannelInfo, ChannelKey, ConnectionPermit, DailyQuota,
     Gap, History, Idempotency, Presence, StoredEvent, Target,
@@ -192,8 +194,14 @@ impl RedisBroker {
             .sum())
     }
 
-    /// The arguments of `append_one` for one event, after its stream and meta keys.
-    fn append_args(&self, invocation: &mut redis::ScriptInvocation<'_>, a: &Append) {
+    /// The arguments of `append_one` for one event, after its stream and meta keys; `trace` is
+    /// the context its announcement carries to the processes that fan it out.
+    fn append_args(
+        &self,
+        invocation: &mut redis::ScriptInvocation<'_>,
+        a: &Append,
+        trace: Option<TraceParent>,
+    ) {
         let ttl_secs = a.retention.ttl.as_secs().max(1);
         invocation
             .arg(self.keys.announce(&a.channel))
@@ -204,6 +212,10 @@ impl RedisBroker {
             .arg(a.event.data.as_json())
             .arg(ttl_secs)
             .arg(ttl_secs + META_GRACE_SECS);
+        match trace {
+            Some(t) => invocation.arg(t.to_string()),
+            None => invocation.arg(""),
+        };
     }
 
     /// The whole append in one script, on one Redis.
@@ -213,6 +225,10 @@ impl RedisBroker {
         idempotency: Option<&Idempotency>,
         quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
+        let span = tracing::info_span!("redis.script", script = "append", events = batch.len());
+        // The announcements carry the script's own span: the fan-out on every edge hangs under
+        // the step that announced it.
+        let trace = span.in_scope(TraceParent::current);
         let mut invocation = APPEND.prepare_invoke();
         match idempotency {
             Some(i) => invocation
@@ -233,10 +249,11 @@ impl RedisBroker {
         for a in batch {
             let (stream, meta) = self.keys.channel(&a.channel);
             invocation.key(stream).key(meta);
-            self.append_args(&mut invocation, a);
+            self.append_args(&mut invocation, a, trace);
         }
         let (outcome, cursors): (String, String) = invocation
             .invoke_async(&mut self.con.clone())
+            .instrument(span)
             .await
             .map_err(unavailable)?;
         match outcome.as_str() {
@@ -308,10 +325,15 @@ impl Broker for RedisBroker {
         idempotency: Option<&Idempotency>,
         quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
+        let span = crate::append_span("redis", batch);
         if self.keys.cluster {
-            self.append_cluster(batch, idempotency, quota).await
+            self.append_cluster(batch, idempotency, quota)
+                .instrument(span)
+                .await
         } else {
-            self.append_single(batch, idempotency, quota).await
+            self.append_single(batch, idempotency, quota)
+                .instrument(span)
+                .await
         }
     }
 

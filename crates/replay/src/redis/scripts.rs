@@ -30,9 +30,12 @@ end
 
 /// Appends one event; returns {epoch, id}. `fresh_epoch` starts a new life when the meta hash
 /// is missing (never written, expired, or lost with Redis's data). `publish` is `PUBLISH` on one
-/// Redis and `SPUBLISH` (to the channel's shard) on Redis Cluster.
+/// Redis and `SPUBLISH` (to the channel's shard) on Redis Cluster. `trace` is the publish's W3C
+/// `traceparent`, or '' when it was not sampled: it rides on the announcement's type line, after
+/// a space (which no event type contains), so that an untraced announcement is byte for byte
+/// what it always was.
 pub(super) const LUA_APPEND_ONE: &str = r#"
-local function append_one(publish, stream, meta, announce, max_len, ttl_ms, fresh_epoch, etype, data, stream_exp, meta_exp)
+local function append_one(publish, stream, meta, announce, max_len, ttl_ms, fresh_epoch, etype, data, stream_exp, meta_exp, trace)
   local epoch = redis.call('HGET', meta, 'epoch')
   if not epoch then
     -- A stream without its meta belongs to no known life: start the new life empty.
@@ -55,7 +58,9 @@ local function append_one(publish, stream, meta, announce, max_len, ttl_ms, fres
   redis.call('HSET', meta, 'last', id, 'ttl', ttl_ms)
   redis.call('EXPIRE', stream, stream_exp)
   redis.call('EXPIRE', meta, meta_exp)
-  redis.call(publish, announce, epoch .. '\n' .. id .. '\n' .. etype .. '\n' .. data)
+  local head = etype
+  if trace ~= '' then head = etype .. ' ' .. trace end
+  redis.call(publish, announce, epoch .. '\n' .. id .. '\n' .. head .. '\n' .. data)
   return {epoch, id}
 end
 "#;
@@ -63,7 +68,7 @@ end
 /// KEYS: idempotency key, daily message counter, then stream and meta of each event. ARGV:
 /// fingerprint ('' for none), idempotency TTL (s), event count, daily limit ('' for none), then
 /// per event: announce channel, max_len, ttl_ms, fresh epoch, type, data, stream expiry (s),
-/// meta expiry (s).
+/// meta expiry (s), traceparent ('' for none).
 /// Returns {'fresh' | 'repeat' | 'conflict' | 'quota', 'epoch:id,epoch:id,...'}.
 pub(super) const LUA_APPEND: &str = r#"
 local idem, fp = KEYS[1], ARGV[1]
@@ -86,9 +91,9 @@ if ARGV[4] ~= '' then
 end
 local out = {}
 for i = 0, n - 1 do
-  local a = 4 + i * 8
+  local a = 4 + i * 9
   local r = append_one('PUBLISH', KEYS[3 + i * 2], KEYS[4 + i * 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
-    ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+    ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9])
   out[#out + 1] = r[1] .. ':' .. r[2]
 end
 local joined = table.concat(out, ',')
@@ -197,7 +202,7 @@ return {'reserved', ARGV[4]}
 
 /// Redis Cluster, on one channel's slot: the events of one append for this channel, once per
 /// token. KEYS: stream, meta, the token's key. ARGV: token TTL (s), event count, then per event
-/// the eight arguments of `append_one`. A token seen before answers what it did then (or that
+/// the nine arguments of `append_one`. A token seen before answers what it did then (or that
 /// it was fenced) and appends nothing.
 /// Returns {'fresh' | 'applied', 'epoch:id,...'} or {'fenced', ''}.
 pub(super) const LUA_APPEND_CHANNEL: &str = r#"
@@ -206,9 +211,9 @@ if seen == 'fenced' then return {'fenced', ''} end
 if seen then return {'applied', seen} end
 local out = {}
 for i = 0, tonumber(ARGV[2]) - 1 do
-  local a = 2 + i * 8
+  local a = 2 + i * 9
   local r = append_one('SPUBLISH', KEYS[1], KEYS[2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
-    ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+    ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9])
   out[#out + 1] = r[1] .. ':' .. r[2]
 end
 local joined = table.concat(out, ',')
