@@ -25,7 +25,9 @@ pub(crate) async fn authenticate(
         .map(|(key, _)| key)
 }
 
-/// [`authenticate`], also answering the (active) tenant it looked up.
+/// [`authenticate`], also answering the (active) tenant it looked up. Its span records the
+/// tenant and the scope asked for, never the headers.
+#[tracing::instrument(name = "auth", skip_all, fields(tenant = %tenant, scope = ?scope))]
 pub(crate) async fn authenticate_in(
     state: &EdgeState,
     headers: &HeaderMap,
@@ -73,7 +75,9 @@ pub enum Credential {
 
 impl Credential {
     /// Reads the request's credential: `?token=`, or `Authorization: Bearer` with a token or
-    /// an API key. A credential that is sent must be valid, even for a public channel.
+    /// an API key. A credential that is sent must be valid, even for a public channel. Its span
+    /// records the tenant and which kind of credential came, never the credential.
+    #[tracing::instrument(name = "auth", skip_all, fields(tenant = %tenant.slug))]
     pub async fn of(
         state: &EdgeState,
         tenant: &Tenant,

@@ -239,7 +239,8 @@ async fn append(
     kind: &str,
 ) -> Result<Vec<Cursor>, ApiError> {
     let n = events.len();
-    state.limits.publish(&limits.tenant, &key.key_id, n)?;
+    tracing::info_span!("limits", events = n)
+        .in_scope(|| state.limits.publish(&limits.tenant, &key.key_id, n))?;
     let slug = &limits.tenant.slug;
     let mut batch = Vec::with_capacity(n);
     for (channel, event) in channels.iter().zip(events) {

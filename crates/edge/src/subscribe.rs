@@ -15,6 +15,8 @@
 
 use std::convert::Infallible;
 
+use tracing::Instrument;
+
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -142,7 +144,9 @@ fn too_many_channels(max: usize) -> ApiError {
 }
 
 /// Checks the tenant, the credential and the plan's limits, joins every channel's hub, and
-/// starts the stream.
+/// starts the stream. Its span (`subscribe`) ends when the stream is answered; a resuming
+/// stream's first page of history is traced as `replay`, and the rest of the stream as nothing.
+#[tracing::instrument(name = "subscribe", skip_all, fields(tenant = %tenant, channels = channels.len()))]
 async fn open(
     state: EdgeState,
     tenant: TenantSlug,
@@ -235,11 +239,21 @@ async fn open(
         LiveFeeds::many(receivers)
     };
     let end = StreamEnd::new(tenant.clone(), lanes.len());
+    let replay = lanes
+        .iter()
+        .any(|l| l.catching_up)
+        .then(|| tracing::info_span!("replay", tenant = %tenant));
     let feed = Feed::new(state, grant, permit, meter, end, lanes, multi, live, first);
-    let body = Body::from_stream(stream::unfold(feed, |mut feed| async move {
-        let chunk = feed.next().await?;
-        Some((Ok::<_, Infallible>(chunk), feed))
-    }));
+    let body = Body::from_stream(stream::unfold(
+        (feed, replay),
+        |(mut feed, replay)| async move {
+            let chunk = match replay {
+                Some(span) => feed.next().instrument(span).await?,
+                None => feed.next().await?,
+            };
+            Some((Ok::<_, Infallible>(chunk), (feed, None)))
+        },
+    ));
     Ok(sse_response(body))
 }
 

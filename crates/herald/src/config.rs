@@ -216,9 +216,16 @@ pub struct Config {
     )]
     pub signup_per_ip_per_hour: u32,
 
-    /// Where traces are exported (OTLP over HTTP or gRPC); none = no trace export.
+    /// The OpenTelemetry collector's base URL (`http://host:4318`): traces go to its
+    /// `/v1/traces`, OTLP over HTTP/protobuf. None (and no `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+    /// = no trace export.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint, global = true)]
     pub otlp_endpoint: Option<axum::http::Uri>,
+
+    /// The share of traces kept, 0 to 1; a request with a `traceparent` follows its client's
+    /// decision. Unset: `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` decide (all by default).
+    #[arg(long, env = "HERALD_TRACE_SAMPLE_RATIO", value_parser = parse_ratio, global = true)]
+    pub trace_sample_ratio: Option<f64>,
 
     /// CIDRs (comma-separated) of reverse proxies whose `X-Forwarded-For` / `Forwarded` names
     /// the client; from any other peer those headers are ignored.
@@ -341,6 +348,13 @@ fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
     s.parse::<ipnet::IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{s:?} is not a CIDR (like 10.0.0.0/8) or an IP address"))
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("expected a number from 0 to 1".to_owned()),
+    }
 }
 
 fn parse_otlp_endpoint(s: &str) -> Result<axum::http::Uri, String> {
@@ -555,16 +569,21 @@ mod tests {
             key,
             "--otlp-endpoint",
             "http://collector:4318",
+            "--trace-sample-ratio",
+            "0.25",
         ]);
         assert_eq!(cli.config.signup_per_ip_per_hour, 0);
         assert_eq!(cli.config.trusted_proxies.len(), 3);
         assert_eq!(cli.config.secrets_key.as_ref().unwrap().0[31], 31);
         assert!(!format!("{:?}", cli.config).contains(key));
         assert_eq!(cli.config.otlp_endpoint.unwrap().host(), Some("collector"));
+        assert_eq!(cli.config.trace_sample_ratio, Some(0.25));
         for bad in [
             ["--trusted-proxies", "10.0.0.0/33"],
             ["--secrets-key", "c2hvcnQ="],
             ["--otlp-endpoint", "collector:4318"],
+            ["--trace-sample-ratio", "1.5"],
+            ["--trace-sample-ratio", "some"],
         ] {
             assert!(
                 Cli::try_parse_from(["herald", bad[0], bad[1]]).is_err(),

@@ -8,14 +8,22 @@ use herald_store::Store;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    herald::telemetry::init(cli.config.log_format, cli.config.otlp_endpoint.as_ref());
-    match run(cli).await {
+    let telemetry = herald::telemetry::init(
+        cli.config.log_format,
+        &herald::telemetry::TraceSettings {
+            endpoint: cli.config.otlp_endpoint.clone(),
+            sample_ratio: cli.config.trace_sample_ratio,
+        },
+    );
+    let code = match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herald: {}", one_line(&e));
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown().await;
+    code
 }
 
 /// The error and its causes on one line, leaving out a cause whose text its parent already
