@@ -80,6 +80,8 @@ pub struct Spec {
     /// Whether the processes should outlive the caller (`cargo xtask cluster up`): each gets a
     /// process group of its own, so a Ctrl-C in the caller's terminal does not reach them.
     pub detached: bool,
+    /// More environment for every `herald` process (say, `OTEL_*` for trace export).
+    pub env: Vec<(String, String)>,
 }
 
 impl Spec {
@@ -105,6 +107,7 @@ impl Spec {
             plans: None,
             ports: None,
             detached: false,
+            env: Vec::new(),
         }
     }
 }
@@ -324,6 +327,7 @@ impl Cluster {
         for var in ["HERALD_PLANS", "HERALD_DEFAULT_PLAN", "HERALD_PUBLIC_URL"] {
             cmd.env_remove(var);
         }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
         if let Some((_, default)) = &spec.plans {
             cmd.arg("--plans")
                 .arg(spec.state_dir.join("plans.toml"))
