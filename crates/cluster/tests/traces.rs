@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use common::{redis_url, spawn_reader, TestCluster};
+use common::{spawn_reader, RedisKind, TestCluster};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -108,8 +108,19 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_publish_is_one_trace_from_the_request_to_the_fanout_on_each_edge() {
+    one_trace(RedisKind::One).await;
+}
+
+/// The same through Redis Cluster, where the append is a script per channel's slot and the
+/// announcement a sharded publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_publish_is_one_trace_on_redis_cluster_too() {
+    one_trace(RedisKind::Cluster).await;
+}
+
+async fn one_trace(kind: RedisKind) {
     let (receiver, inbox) = start_receiver().await;
-    let tc = TestCluster::start_with(&redis_url(), |spec| {
+    let tc = TestCluster::start_on_redis_with(kind, |spec| {
         spec.edges = 2;
         spec.env = vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.clone()),
@@ -229,7 +240,11 @@ async fn one_publish_is_one_trace_from_the_request_to_the_fanout_on_each_edge() 
     assert_eq!(append.attr("channel").as_deref(), Some("orders"));
     let script = one("redis.script");
     assert_eq!(parent_of(script), span_id(append));
-    assert_eq!(script.attr("script").as_deref(), Some("append"));
+    let script_name = match kind {
+        RedisKind::One => "append",
+        RedisKind::Cluster => "append_channel",
+    };
+    assert_eq!(script.attr("script").as_deref(), Some(script_name));
 
     // → fanout, once per edge (two processes), under the script that announced the event.
     let fanouts = by_name("fanout");
@@ -243,6 +258,7 @@ async fn one_publish_is_one_trace_from_the_request_to_the_fanout_on_each_edge() 
         assert_eq!(f.attr("channel").as_deref(), Some("orders"));
         assert_eq!(f.attr("cursor").as_deref(), Some(cursor.as_str()));
     }
+    println!("{kind}:");
     print_tree(&trace);
 
     // Each subscribe was traced up to its answer (connect and auth), and no stream's own span

@@ -88,8 +88,16 @@ impl TestCluster {
 
     /// Three edges on `kind` and a fresh database.
     pub async fn start_on_redis(kind: RedisKind) -> TestCluster {
+        Self::start_on_redis_with(kind, |_| {}).await
+    }
+
+    /// [`TestCluster::start_on_redis`], the spec tweaked first.
+    pub async fn start_on_redis_with(
+        kind: RedisKind,
+        tweak: impl FnOnce(&mut Spec),
+    ) -> TestCluster {
         match kind {
-            RedisKind::One => Self::start().await,
+            RedisKind::One => Self::start_with(&redis_url(), tweak).await,
             RedisKind::Cluster => {
                 let dir = target_dir()
                     .join("cluster-tests")
@@ -99,8 +107,11 @@ impl TestCluster {
                         .await
                         .unwrap()
                         .expect("a private Redis Cluster starts (redis-server, redis-cli on PATH)");
-                let mut tc =
-                    Self::start_with(&redis.seeds(), |spec| spec.redis_cluster = true).await;
+                let mut tc = Self::start_with(&redis.seeds(), |spec| {
+                    spec.redis_cluster = true;
+                    tweak(spec);
+                })
+                .await;
                 tc.redis_cluster = Some(redis);
                 tc
             }
