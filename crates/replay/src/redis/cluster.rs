@@ -173,6 +173,7 @@ impl RedisBroker {
             .arg(&token)
             .arg(crate::IDEMPOTENCY_TTL.as_secs())
             .invoke_async(&mut self.con.clone())
+            .instrument(tracing::info_span!("redis.script", script = "reserve"))
             .await
             .map_err(unavailable)?;
         let (token, resumed) = match outcome.as_str() {
@@ -264,6 +265,7 @@ impl RedisBroker {
                 .arg(joined)
                 .arg(crate::IDEMPOTENCY_TTL.as_secs())
                 .invoke_async::<i64>(&mut self.con.clone())
+                .instrument(tracing::info_span!("redis.script", script = "commit"))
                 .await
                 .map_err(unavailable)?;
         }
