@@ -6,6 +6,7 @@ mod faults;
 mod grafana;
 mod hostile;
 mod limits;
+mod metrics;
 mod multi;
 mod publish;
 mod reauth;

@@ -33,7 +33,7 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use crate::meter::StreamMeter;
+use crate::meter::{Slow, StreamMeter};
 use crate::reauth::Grant;
 use crate::stream_end::{EndReason, StreamEnd};
 use crate::subscribe::gap_frame;
@@ -388,12 +388,12 @@ impl Feed {
                 Some(event.at)
             }
             Item::Live(i, Live::Resync) => {
-                self.state.metrics.slow("resync");
+                self.meter.slow(Slow::Resync);
                 self.lanes[i].catching_up = true;
                 None
             }
             Item::Lagged(i) => {
-                self.state.metrics.slow("lagged");
+                self.meter.slow(Slow::Lagged);
                 self.lanes[i].catching_up = true;
                 None
             }

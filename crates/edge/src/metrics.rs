@@ -1,14 +1,27 @@
 //! Prometheus metrics of the edge, with bounded label sets: rejection reasons are the fixed
-//! list of error codes, slow-subscriber outcomes a fixed pair. Nothing is labelled per tenant
-//! or per channel, whose numbers have no bound. The health of the broker and the database is
-//! probed when the page is scraped, so that an alert on them needs no other exporter.
+//! list of error codes, slow-subscriber outcomes a fixed pair, caches a fixed four, and tenants
+//! the top N and `other` (see [`Usage`] for how they are chosen and why every series stays
+//! monotonic). Nothing is labelled per channel, whose number has no bound. The health of the
+//! broker and the database is probed when the page is scraped, so that an alert on them needs
+//! no other exporter; what the broker, the control-plane cache and the usage meters counted is
+//! read then too, from their own atomics, so that none of them depends on this module.
 
+use std::fmt;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use herald_core::ErrorCode;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use herald_replay::{Broker, BrokerStats};
+use herald_store::ControlView;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use tokio_util::sync::CancellationToken;
+
+use crate::meter::{self, Slow, Usage};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -24,9 +37,14 @@ pub struct Outcome {
     outcome: String,
 }
 
-/// What `herald_slow_subscribers_total{outcome}` counts: a subscriber that fell behind its
-/// live feed, and a live feed lost and re-read from history.
-const SLOW_OUTCOMES: [&str; 2] = ["lagged", "resync"];
+/// What the page reads from elsewhere when it is scraped.
+pub struct Sources {
+    pub usage: Arc<Usage>,
+    pub broker: Arc<dyn Broker>,
+    pub view: Arc<ControlView>,
+    /// Cancelled when the process began to drain.
+    pub shutdown: CancellationToken,
+}
 
 /// The edge's metrics.
 pub struct Metrics {
@@ -42,8 +60,8 @@ pub struct Metrics {
     database_up: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    pub fn new(sources: Sources) -> Self {
         let mut registry = Registry::with_prefix("herald");
         let connections = Gauge::default();
         let publishes = Counter::default();
@@ -90,9 +108,9 @@ impl Default for Metrics {
                 reason: code.as_str().to_owned(),
             }));
         }
-        for outcome in SLOW_OUTCOMES {
+        for outcome in Slow::ALL {
             drop(slow.get_or_create(&Outcome {
-                outcome: outcome.to_owned(),
+                outcome: outcome.as_str().to_owned(),
             }));
         }
         let broker_up = Gauge::default();
@@ -113,6 +131,7 @@ impl Default for Metrics {
             "Whether the control-plane database answered a ping when this page was scraped",
             database_up.clone(),
         );
+        registry.register_collector(Box::new(Scraped(sources)));
         Self {
             registry,
             broker_up,
@@ -137,10 +156,10 @@ impl Metrics {
             .inc();
     }
 
-    pub fn slow(&self, outcome: &'static str) {
+    pub fn slow(&self, outcome: Slow) {
         self.slow
             .get_or_create(&Outcome {
-                outcome: outcome.to_owned(),
+                outcome: outcome.as_str().to_owned(),
             })
             .inc();
     }
@@ -169,5 +188,240 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// The series read from their sources at each scrape.
+struct Scraped(Sources);
+
+impl fmt::Debug for Scraped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scraped").finish_non_exhaustive()
+    }
+}
+
+/// The label value of every tenant without one of its own.
+pub const OTHER: &str = "other";
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+/// Encodes the per-tenant series of `usage` (as of `now`) under `encoder`.
+pub fn encode_tenants(
+    usage: &Usage,
+    now: Instant,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), fmt::Error> {
+    let series = usage.series(now);
+    let all = || {
+        series
+            .labelled
+            .iter()
+            .map(|(t, v)| (t.as_str(), v))
+            .chain([(OTHER, &series.other)])
+    };
+    let mut e = encoder.encode_descriptor(
+        "tenant_connections",
+        "Open subscriber streams per tenant (the top N tenants by traffic, the rest as other)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (tenant, (_, open)) in all() {
+        ConstGauge::new(*open).encode(e.encode_family(&[("tenant", tenant)])?)?;
+    }
+    for (name, help, which) in [
+        (
+            "tenant_publishes",
+            "Events accepted for publishing per tenant",
+            meter::PUBLISHES,
+        ),
+        (
+            "tenant_deliveries",
+            "Events written to subscribers per tenant",
+            meter::DELIVERIES,
+        ),
+        (
+            "tenant_bytes_out",
+            "Bytes written to subscribers per tenant",
+            meter::BYTES_OUT,
+        ),
+    ] {
+        let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (tenant, (counts, _)) in all() {
+            ConstCounter::new(counts.get(which)).encode(e.encode_family(&[("tenant", tenant)])?)?;
+        }
+    }
+    let mut e = encoder.encode_descriptor(
+        "tenant_slow_subscribers",
+        "Subscribers that fell behind live delivery (lagged) or lost it (resync), per tenant",
+        None,
+        MetricType::Counter,
+    )?;
+    for (tenant, (counts, _)) in all() {
+        for outcome in Slow::ALL {
+            let which = match outcome {
+                Slow::Lagged => meter::LAGGED,
+                Slow::Resync => meter::RESYNCS,
+            };
+            let labels = [("tenant", tenant), ("outcome", outcome.as_str())];
+            ConstCounter::new(counts.get(which)).encode(e.encode_family(&labels)?)?;
+        }
+    }
+    // Only the codes a tenant met: 19 codes for each of N + 1 tenants would be mostly zeros.
+    // `other` has every code from the start, as `herald_rejected_total` has.
+    let mut e = encoder.encode_descriptor(
+        "tenant_rejected",
+        "Requests on a tenant's routes refused, by tenant and error code",
+        None,
+        MetricType::Counter,
+    )?;
+    for (tenant, (counts, _)) in all() {
+        for code in ErrorCode::ALL {
+            let n = counts.rejected(code);
+            if n == 0 && tenant != OTHER {
+                continue;
+            }
+            let labels = [("tenant", tenant), ("reason", code.as_str())];
+            ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+impl Collector for Scraped {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let Sources {
+            usage,
+            broker,
+            view,
+            shutdown,
+        } = &self.0;
+        encode_tenants(usage, Instant::now(), &mut encoder)?;
+        let stats = broker.stats();
+        let trips = stats.round_trips.snapshot();
+        let mut e = encoder.encode_descriptor(
+            "broker_round_trip_seconds",
+            "Round trips of the broker's appends and history reads (Redis; none in-process)",
+            None,
+            MetricType::Histogram,
+        )?;
+        e.encode_histogram::<Vec<(String, String)>>(
+            trips.sum_seconds,
+            trips.count,
+            &trips.buckets,
+            None,
+        )?;
+        for (name, help, value) in [
+            (
+                "broker_reconnects",
+                "Times the broker's pub/sub connection (or a Redis Cluster node's) was lost and made again",
+                &stats.reconnects,
+            ),
+            (
+                "broker_resyncs",
+                "Channels whose live feed was interrupted and re-read from history by their subscribers",
+                &stats.resyncs,
+            ),
+            (
+                "history_reads",
+                "History pages read from the broker (replay, catching up, history requests)",
+                &stats.reads,
+            ),
+            (
+                "history_read_errors",
+                "History reads that failed",
+                &stats.read_errors,
+            ),
+        ] {
+            counter(&mut encoder, name, help, BrokerStats::load(value))?;
+        }
+        for (name, help, hits) in [
+            (
+                "control_cache_hits",
+                "Control-plane reads (tenants, API keys, channels, signing keys) answered from memory",
+                true,
+            ),
+            (
+                "control_cache_misses",
+                "Control-plane reads that loaded from the database",
+                false,
+            ),
+        ] {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (cache, s) in view.cache_stats() {
+                let n = if hits { s.hits() } else { s.misses() };
+                ConstCounter::new(n).encode(e.encode_family(&[("cache", cache)])?)?;
+            }
+        }
+        let draining = ConstGauge::new(i64::from(shutdown.is_cancelled()));
+        draining.encode(encoder.encode_descriptor(
+            "draining",
+            "1 once this process began to drain (shutting down), else 0",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use herald_core::TenantSlug;
+    use herald_store::TenantId;
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+
+    /// The per-tenant part of the page alone: no broker or database needed.
+    #[derive(Debug)]
+    struct Tenants(Arc<Usage>);
+
+    impl Collector for Tenants {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+            encode_tenants(&self.0, Instant::now(), &mut encoder)
+        }
+    }
+
+    #[test]
+    fn ten_thousand_tenants_show_at_most_n_plus_one_label_values() {
+        let usage = Arc::new(Usage::new(20));
+        for i in 0..10_000 {
+            let slug = TenantSlug::parse(&format!("tenant-{i}")).unwrap();
+            let meter = usage.tenant(TenantId(i), &slug);
+            meter.published(1 + (i as u64 % 7));
+            usage.rejected(slug.as_str(), ErrorCode::RateLimited);
+        }
+        let mut registry = Registry::with_prefix("herald");
+        registry.register_collector(Box::new(Tenants(usage)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let tenants: BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.split("tenant=\"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert_eq!(tenants.len(), 21, "{tenants:?}");
+        assert!(tenants.contains(OTHER));
+        let published: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("herald_tenant_publishes_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        let expected: u64 = (0..10_000u64).map(|i| 1 + i % 7).sum();
+        assert_eq!(published, expected);
+        let series = text.lines().filter(|l| !l.starts_with('#')).count();
+        // 21 tenants × (connections, publishes, deliveries, bytes, 2 slow outcomes), every
+        // code of `other`, and at most the one code each labelled tenant met.
+        assert!(series <= 21 * 6 + ErrorCode::ALL.len() + 20, "{text}");
+        assert!(series > 21 * 6 + ErrorCode::ALL.len(), "{text}");
     }
 }

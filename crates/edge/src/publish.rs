@@ -268,7 +268,10 @@ async fn append(
         .await?
     {
         Appended::Fresh(c) => {
-            state.usage.tenant(limits.tenant.id).published(n as u64);
+            state
+                .usage
+                .tenant(limits.tenant.id, &limits.tenant.slug)
+                .published(n as u64);
             state.metrics.publishes.inc_by(n as u64);
             Ok(c)
         }

@@ -193,7 +193,7 @@ async fn open(
                 format!("this tenant's {max_connections} concurrent connections are all open"),
             )
         })?;
-    let tenant_meter = state.usage.tenant(tenant_row.id);
+    let tenant_meter = state.usage.tenant(tenant_row.id, &tenant_row.slug);
     tenant_meter.connections_seen(permit.total);
     let meter = StreamMeter::new(tenant_meter, state.metrics.clone());
     let resume = requested_cursor(headers, query);

@@ -179,6 +179,16 @@ pub struct Config {
     )]
     pub usage_flush_secs: u64,
 
+    /// Tenants with a `tenant` label of their own in `/metrics` (the busiest; the rest are
+    /// `other`), so that the number of series is bounded whatever the number of tenants.
+    #[arg(
+        long,
+        env = "HERALD_METRICS_TOP_TENANTS",
+        default_value_t = herald_edge::meter::DEFAULT_TOP_TENANTS,
+        global = true
+    )]
+    pub metrics_top_tenants: usize,
+
     /// Seconds an edge keeps answering from its last known view of tenants, keys, channels and
     /// signing keys while the database is unreachable (then requests that need them get 503);
     /// 0 = not at all.

@@ -124,8 +124,13 @@ impl App {
             config.connect_rate_per_ip,
         ));
         herald_edge::limits::spawn_forgetting(limits.clone(), shutdown.clone());
-        let usage = Arc::new(Usage::default());
-        let metrics = Arc::new(Metrics::default());
+        let usage = Arc::new(Usage::new(config.metrics_top_tenants));
+        let metrics = Arc::new(Metrics::new(herald_edge::metrics::Sources {
+            usage: usage.clone(),
+            broker: broker.clone(),
+            view: view.clone(),
+            shutdown: shutdown.clone(),
+        }));
         let flushed = CancellationToken::new();
         let flusher = herald_edge::meter::spawn_flusher(
             usage.clone(),
@@ -144,7 +149,7 @@ impl App {
             },
             shutdown: shutdown.clone(),
             limits,
-            usage,
+            usage: usage.clone(),
             metrics: metrics.clone(),
             clock,
         });
@@ -210,16 +215,21 @@ impl App {
             request_limits::RequestLimits::new(&limits),
             request_limits::enforce,
         ));
-        let router = herald_http::count_rejections(router, move |code| rejections.rejected(code))
-            .layer(DefaultBodyLimit::max(BODY_LIMIT))
-            .layer(telemetry::layer())
-            // Outside the trace layer, so that the request's span carries the id.
-            .layer(axum::middleware::from_fn(request_id::assign))
-            .layer(axum::middleware::from_fn_with_state(
-                proxy::TrustedProxies::new(config.trusted_proxies.clone()),
-                proxy::resolve,
-            ))
-            .layer(axum::middleware::from_fn(herald_http::security::layer));
+        let router = herald_http::count_rejections(router, move |code, tenant| {
+            rejections.rejected(code);
+            if let Some(slug) = tenant {
+                usage.rejected(slug, code);
+            }
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(telemetry::layer())
+        // Outside the trace layer, so that the request's span carries the id.
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .layer(axum::middleware::from_fn_with_state(
+            proxy::TrustedProxies::new(config.trusted_proxies.clone()),
+            proxy::resolve,
+        ))
+        .layer(axum::middleware::from_fn(herald_http::security::layer));
         Ok(App {
             public_url: config.public_url(),
             listener,

@@ -13,6 +13,7 @@
 
 use axum::extract::MatchedPath;
 use axum::http::{HeaderMap, Method, Request};
+use herald_http::tenant_of;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
@@ -253,13 +254,6 @@ pub fn layer<B>() -> TraceLayer<
             span
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO))
-}
-
-/// The `{tenant}` segment of `path`, when `route` (the pattern it matched) has one. A slug, not
-/// a secret; and only the path is read, never the query.
-fn tenant_of<'a>(route: &str, path: &'a str) -> Option<&'a str> {
-    let at = route.split('/').position(|segment| segment == "{tenant}")?;
-    path.split('/').nth(at).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

@@ -120,21 +120,38 @@ pub fn problem_response(problem: Problem, retry_after: Option<u64>) -> Response 
     response
 }
 
-/// Calls `count` with the code of every error response `router` answers: every rejection is
-/// an [`ApiError`], and every [`ApiError`] response carries its code.
+/// Calls `count` with the code of every error response `router` answers, and the tenant the
+/// request's path names when its route has a `{tenant}` segment: every rejection is an
+/// [`ApiError`], and every [`ApiError`] response carries its code.
 pub fn count_rejections<F>(router: Router, count: F) -> Router
 where
-    F: Fn(ErrorCode) + Clone + Send + Sync + 'static,
+    F: Fn(ErrorCode, Option<&str>) + Clone + Send + Sync + 'static,
 {
-    router.layer(axum::middleware::map_response(move |response: Response| {
-        let count = count.clone();
-        async move {
-            if let Some(code) = response.extensions().get::<ErrorCode>() {
-                count(*code);
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let count = count.clone();
+            let route = request
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .cloned();
+            let path = request.uri().path().to_owned();
+            async move {
+                let response = next.run(request).await;
+                if let Some(code) = response.extensions().get::<ErrorCode>() {
+                    let tenant = route.and_then(|r| tenant_of(r.as_str(), &path));
+                    count(*code, tenant);
+                }
+                response
             }
-            response
-        }
-    }))
+        },
+    ))
+}
+
+/// The `{tenant}` segment of `path`, when `route` (the pattern it matched) has one. A slug, not
+/// a secret; and only the path is read, never the query.
+pub fn tenant_of<'a>(route: &str, path: &'a str) -> Option<&'a str> {
+    let at = route.split('/').position(|segment| segment == "{tenant}")?;
+    path.split('/').nth(at).filter(|s| !s.is_empty())
 }
 
 /// An error with its sources, `a: b: c`, for the log.

@@ -188,8 +188,8 @@ impl Hub {
         let _ = tx.send(Live::Event(event));
     }
 
-    /// Tells every subscriber that live delivery was interrupted.
-    pub fn resync_all(&self) {
+    /// Tells every subscriber that live delivery was interrupted; answers how many channels.
+    pub fn resync_all(&self) -> usize {
         let senders: Vec<_> = self
             .read()
             .values()
@@ -198,23 +198,25 @@ impl Hub {
                 e.tx.clone()
             })
             .collect();
-        for tx in senders {
+        for tx in &senders {
             let _ = tx.send(Live::Resync);
         }
+        senders.len()
     }
 
     /// Tells the subscribers of one channel that its live delivery was interrupted (its shard
-    /// moved or reconnected, on Redis Cluster).
-    pub fn resync(&self, key: &ChannelKey) {
+    /// moved or reconnected, on Redis Cluster); answers whether this process follows it.
+    pub fn resync(&self, key: &ChannelKey) -> bool {
         let tx = {
             let channels = self.read();
             let Some(entry) = channels.get(key) else {
-                return;
+                return false;
             };
             entry.head().primed = false;
             entry.tx.clone()
         };
         let _ = tx.send(Live::Resync);
+        true
     }
 
     /// Ends every local subscription of the target: dropping a channel's sender closes its

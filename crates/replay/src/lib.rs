@@ -14,6 +14,7 @@ pub mod contract;
 pub mod hub;
 mod memory;
 mod redis;
+pub mod stats;
 pub mod trace;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ use herald_core::{ChannelName, Cursor, Epoch, Event, Position, TenantSlug};
 pub use hub::{Live, LiveEvent, Subscription};
 pub use memory::{Budgets, InProcessBroker};
 pub use redis::{RedisBroker, RedisConfig};
+pub use stats::BrokerStats;
 pub use trace::TraceParent;
 
 /// How much of a channel's history to keep.
@@ -326,6 +328,10 @@ pub trait Broker: Presence {
 
     /// Whether the broker is reachable (for readiness checks).
     async fn ping(&self) -> Result<(), BrokerError>;
+
+    /// What the broker counted about its work (reconnects, resyncs, history reads, round
+    /// trips), for `/metrics`.
+    fn stats(&self) -> &BrokerStats;
 
     /// Ends the open streams of the target on every process that serves them (a suspended or
     /// deleted tenant, a deleted channel). Clients that reconnect are checked anew.

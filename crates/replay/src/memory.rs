@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use herald_core::{Cursor, Epoch, Event, Position};
 
 use crate::hub::{Hub, LiveEvent, Subscription};
+use crate::BrokerStats;
 use herald_core::TenantSlug;
 
 use crate::{
@@ -73,6 +74,7 @@ pub struct InProcessBroker {
     /// Bytes retained by every channel's history together.
     history: Arc<HistoryBudget>,
     hub: Hub,
+    stats: BrokerStats,
 }
 
 struct HistoryBudget {
@@ -186,6 +188,7 @@ impl InProcessBroker {
                 limit: budgets.history_bytes,
             }),
             hub: Hub::new(crate::hub::HUB_CAPACITY),
+            stats: BrokerStats::default(),
         });
         tokio::spawn(sweep(Arc::downgrade(&broker)));
         broker
@@ -475,6 +478,8 @@ impl Broker for InProcessBroker {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<History, BrokerError> {
+        // A read of memory cannot fail: only the count moves.
+        self.stats.reads.fetch_add(1, Ordering::Relaxed);
         let page = |state: &ChannelState, after: Option<Position>, gap| {
             let first = match after {
                 None => 0,
@@ -531,6 +536,10 @@ impl Broker for InProcessBroker {
 
     async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
+    }
+
+    fn stats(&self) -> &BrokerStats {
+        &self.stats
     }
 
     async fn end_streams(&self, target: &Target) -> Result<(), BrokerError> {

@@ -23,6 +23,7 @@
 
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,6 +143,27 @@ pub struct Cache<K, V> {
     fresh: moka::future::Cache<K, V>,
     known: moka::future::Cache<K, Known<V>>,
     fallback: Arc<Fallback>,
+    stats: CacheStats,
+}
+
+/// How often a [`Cache`] answered from memory and how often it loaded, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Reads answered without a load of their own: a fresh entry, or the load another read of
+    /// the same key had in flight (single flight).
+    hits: AtomicU64,
+    /// Reads that ran a load (whatever it answered: the store, a last known answer, an error).
+    misses: AtomicU64,
+}
+
+impl CacheStats {
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
 }
 
 /// The last answer the store gave for a key, and when.
@@ -172,7 +194,12 @@ where
                 .support_invalidation_closures()
                 .build(),
             fallback,
+            stats: CacheStats::default(),
         }
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
     }
 
     /// The cached value of `key`, or the one `load` answers. Concurrent misses of one key wait
@@ -183,7 +210,9 @@ where
         F: Future<Output = Result<V, StoreError>>,
     {
         let fallback = &self.fallback;
+        let loaded_here = AtomicBool::new(false);
         let init = async {
+            loaded_here.store(true, Ordering::Relaxed);
             let known = self
                 .known
                 .get(&key)
@@ -219,10 +248,14 @@ where
                 Err(e) => Err(e),
             }
         };
-        self.fresh
-            .try_get_with(key.clone(), init)
-            .await
-            .map_err(StoreError::shared)
+        let answer = self.fresh.try_get_with(key.clone(), init).await;
+        let counter = if loaded_here.load(Ordering::Relaxed) {
+            &self.stats.misses
+        } else {
+            &self.stats.hits
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer.map_err(StoreError::shared)
     }
 
     /// Drops `key`, its last known answer included, so that the next read loads it again.
@@ -288,6 +321,16 @@ impl ControlView {
     /// The store's health as this view's loads saw it.
     pub fn fallback(&self) -> &Fallback {
         &self.fallback
+    }
+
+    /// Each cache's hits and misses, by the name `/metrics` labels it with.
+    pub fn cache_stats(&self) -> [(&'static str, &CacheStats); 4] {
+        [
+            ("tenants", self.tenants.stats()),
+            ("api_keys", self.keys.stats()),
+            ("channels", self.channels.stats()),
+            ("signing_keys", self.signing_keys.stats()),
+        ]
     }
 
     /// The tenant called `slug`, if there is one.
@@ -409,6 +452,15 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap().as_str(), "seven");
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+        // The one that loaded missed; the 99 that waited on its load hit.
+        assert_eq!((cache.stats().misses(), cache.stats().hits()), (1, 99));
+        cache
+            .get_or_load(7, async {
+                unreachable!("a fresh entry is not loaded again")
+            })
+            .await
+            .unwrap();
+        assert_eq!((cache.stats().misses(), cache.stats().hits()), (1, 100));
     }
 
     #[tokio::test]

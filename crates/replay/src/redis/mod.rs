@@ -91,6 +91,7 @@ struct Shared {
     /// writes this process's counts: a report's snapshot never lands after an acquire it did
     /// not see (which would undercount, and admit one too many).
     counting: tokio::sync::RwLock<()>,
+    stats: crate::BrokerStats,
 }
 
 enum Command {
@@ -125,6 +126,7 @@ impl RedisBroker {
             hub: Hub::new(crate::hub::HUB_CAPACITY),
             up: AtomicBool::new(true),
             counting: tokio::sync::RwLock::new(()),
+            stats: crate::BrokerStats::default(),
         });
         let (commands, rx) = mpsc::channel(1024);
         let (releases, released) = mpsc::unbounded_channel();
@@ -149,6 +151,48 @@ impl RedisBroker {
             shared,
             commands,
         }))
+    }
+
+    /// One page of a channel's history, in one script call.
+    async fn read_page(
+        &self,
+        key: &ChannelKey,
+        after: Option<Cursor>,
+        limit: usize,
+    ) -> Result<History, BrokerError> {
+        let (stream, meta) = self.keys.channel(key);
+        let (epoch, gap, entries, full): (String, String, Vec<Value>, i64) = READ
+            .key(&stream)
+            .key(&meta)
+            .arg(after.map(|c| c.position.to_string()).unwrap_or_default())
+            .arg(after.map(|c| c.epoch.0.to_string()).unwrap_or_default())
+            .arg(limit.max(1))
+            .arg(crate::PAGE_BYTES)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        let gap = match gap.as_str() {
+            "" => None,
+            "truncated" => Some(Gap::HistoryTruncated),
+            "invalid" => Some(Gap::InvalidCursor),
+            other => return Err(BrokerError::Protocol(format!("unknown gap {other:?}"))),
+        };
+        // Without a life there is nothing retained, and the epoch names nothing.
+        let epoch = if epoch.is_empty() {
+            Epoch(0)
+        } else {
+            parse_epoch(&epoch)?
+        };
+        let events = entries
+            .into_iter()
+            .map(parse_entry)
+            .collect::<Result<_, _>>()?;
+        Ok(History {
+            epoch,
+            gap,
+            events,
+            full: full == 1,
+        })
     }
 
     /// The channel's newest cursor, read before subscribing so a joiner knows where live starts.
@@ -326,7 +370,8 @@ impl Broker for RedisBroker {
         quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
         let span = crate::append_span("redis", batch);
-        if self.keys.cluster {
+        let started = std::time::Instant::now();
+        let appended = if self.keys.cluster {
             self.append_cluster(batch, idempotency, quota)
                 .instrument(span)
                 .await
@@ -334,7 +379,9 @@ impl Broker for RedisBroker {
             self.append_single(batch, idempotency, quota)
                 .instrument(span)
                 .await
-        }
+        };
+        self.shared.stats.round_trips.observe(started.elapsed());
+        appended
     }
 
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
@@ -364,39 +411,11 @@ impl Broker for RedisBroker {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<History, BrokerError> {
-        let (stream, meta) = self.keys.channel(key);
-        let (epoch, gap, entries, full): (String, String, Vec<Value>, i64) = READ
-            .key(&stream)
-            .key(&meta)
-            .arg(after.map(|c| c.position.to_string()).unwrap_or_default())
-            .arg(after.map(|c| c.epoch.0.to_string()).unwrap_or_default())
-            .arg(limit.max(1))
-            .arg(crate::PAGE_BYTES)
-            .invoke_async(&mut self.con.clone())
-            .await
-            .map_err(unavailable)?;
-        let gap = match gap.as_str() {
-            "" => None,
-            "truncated" => Some(Gap::HistoryTruncated),
-            "invalid" => Some(Gap::InvalidCursor),
-            other => return Err(BrokerError::Protocol(format!("unknown gap {other:?}"))),
-        };
-        // Without a life there is nothing retained, and the epoch names nothing.
-        let epoch = if epoch.is_empty() {
-            Epoch(0)
-        } else {
-            parse_epoch(&epoch)?
-        };
-        let events = entries
-            .into_iter()
-            .map(parse_entry)
-            .collect::<Result<_, _>>()?;
-        Ok(History {
-            epoch,
-            gap,
-            events,
-            full: full == 1,
-        })
+        let started = std::time::Instant::now();
+        let history = self.read_page(key, after, limit).await;
+        self.shared.stats.round_trips.observe(started.elapsed());
+        self.shared.stats.read(&history);
+        history
     }
 
     async fn subscribe(&self, key: &ChannelKey) -> Result<Subscription, BrokerError> {
@@ -433,6 +452,10 @@ impl Broker for RedisBroker {
         } else {
             Err(unavailable("pub/sub connection is down"))
         }
+    }
+
+    fn stats(&self) -> &crate::BrokerStats {
+        &self.shared.stats
     }
 
     async fn end_streams(&self, target: &Target) -> Result<(), BrokerError> {

@@ -245,7 +245,10 @@ impl PubSubActor {
             channels = self.subscribed.len(),
             "redis pub/sub reconnected"
         );
-        self.shared.hub.resync_all();
+        let stats = &self.shared.stats;
+        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        let resynced = self.shared.hub.resync_all();
+        stats.resyncs.fetch_add(resynced as u64, Ordering::Relaxed);
         Some((Subscriber::Single(sink), Source::Single(stream)))
     }
 
@@ -297,7 +300,9 @@ impl PubSubActor {
                     pending.confirmed = true;
                 } else if !self.unconfirmed.remove(&name) {
                     if let Some(key) = self.subscribed.get(&name) {
-                        self.shared.hub.resync(key);
+                        if self.shared.hub.resync(key) {
+                            self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -313,6 +318,7 @@ impl PubSubActor {
                 // owners. Each confirmation then resyncs its channel.
                 let names: Vec<String> = self.subscribed.keys().cloned().collect();
                 tracing::warn!("a redis cluster node connection was lost");
+                self.shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 self.resubscribe(subscriber, names);
             }
         }
