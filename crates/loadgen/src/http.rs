@@ -1,8 +1,12 @@
 //! Just enough HTTP/1.1 for a load generator: one request written by hand, the response head
 //! parsed, and a body read either by `Content-Length` or as chunked transfer coding. No
 //! allocation per frame on the read path: each subscriber owns one buffer it reuses.
+//!
+//! Every read that waits for an answer is bounded by a timeout ([`read_within`]): a server that
+//! stops answering fails the scenario with a message saying so, never hangs it.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -26,12 +30,30 @@ pub async fn connect(server: SocketAddr, source: u8) -> Result<TcpStream> {
     Ok(stream)
 }
 
+/// How long a setup exchange or a publish answer may keep the generator waiting.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One `read` that fails, rather than waits forever, when nothing arrives within `timeout`.
+/// `Ok(0)` is the end of the stream, as for `read`.
+pub async fn read_within<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<usize> {
+    match tokio::time::timeout(timeout, stream.read(buf)).await {
+        Ok(read) => Ok(read?),
+        Err(_) => bail!("the server sent nothing for {} s", timeout.as_secs_f64()),
+    }
+}
+
 /// A response head: the status and the headers the generator cares about.
 #[derive(Debug, Default)]
 pub struct Head {
     pub status: u16,
     pub chunked: bool,
     pub content_length: Option<usize>,
+    /// `Connection: close`: the server answers no request after this one on the connection.
+    pub close: bool,
     pub set_cookie: Vec<String>,
 }
 
@@ -40,6 +62,7 @@ pub async fn read_head<R: AsyncRead + Unpin>(
     stream: &mut R,
     buf: &mut Vec<u8>,
     filled: &mut usize,
+    timeout: Duration,
 ) -> Result<Head> {
     loop {
         if let Some(end) = memchr::memmem::find(&buf[..*filled], b"\r\n\r\n") {
@@ -54,9 +77,9 @@ pub async fn read_head<R: AsyncRead + Unpin>(
             }
             buf.resize(buf.len() * 2, 0);
         }
-        let n = stream.read(&mut buf[*filled..]).await?;
+        let n = read_within(stream, &mut buf[*filled..], timeout).await?;
         if n == 0 {
-            bail!("connection closed before the response head");
+            bail!(Closed);
         }
         *filled += n;
     }
@@ -84,12 +107,29 @@ pub fn parse_head(raw: &[u8]) -> Result<Head> {
             head.chunked = value.to_ascii_lowercase().contains("chunked");
         } else if name.eq_ignore_ascii_case("content-length") {
             head.content_length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case("connection") {
+            head.close = value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"));
         } else if name.eq_ignore_ascii_case("set-cookie") {
             head.set_cookie.push(value.to_owned());
         }
     }
     Ok(head)
 }
+
+/// The server ended the connection before (the rest of) an answer: a kept-alive connection
+/// it chose to close, which a client may retry on a new one.
+#[derive(Debug)]
+pub struct Closed;
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed before the response head")
+    }
+}
+
+impl std::error::Error for Closed {}
 
 /// Decodes chunked transfer coding in place, incrementally: feed it the bytes as they arrive
 /// and it moves the payload to the front of the buffer.
@@ -155,7 +195,7 @@ pub async fn exchange(server: SocketAddr, request: &[u8]) -> Result<(Head, Vec<u
     stream.write_all(request).await?;
     let mut buf = vec![0; 16 * 1024];
     let mut filled = 0;
-    let head = read_head(&mut stream, &mut buf, &mut filled).await?;
+    let head = read_head(&mut stream, &mut buf, &mut filled, ANSWER_TIMEOUT).await?;
     let mut body = buf[..filled].to_vec();
     if head.chunked {
         let mut d = Dechunker::default();
@@ -171,7 +211,7 @@ pub async fn exchange(server: SocketAddr, request: &[u8]) -> Result<(Head, Vec<u
             }
             raw.copy_within(payload_end..payload_end + left, 0);
             raw.truncate(left);
-            let n = stream.read(&mut chunk).await?;
+            let n = read_within(&mut stream, &mut chunk, ANSWER_TIMEOUT).await?;
             if n == 0 {
                 bail!("connection closed inside a chunked body");
             }
@@ -181,7 +221,7 @@ pub async fn exchange(server: SocketAddr, request: &[u8]) -> Result<(Head, Vec<u
     } else if let Some(len) = head.content_length {
         while body.len() < len {
             let mut chunk = vec![0; len - body.len()];
-            let n = stream.read(&mut chunk).await?;
+            let n = read_within(&mut stream, &mut chunk, ANSWER_TIMEOUT).await?;
             if n == 0 {
                 bail!("connection closed inside the body");
             }

@@ -16,6 +16,7 @@
 //! ```
 
 mod http;
+mod profile;
 mod publisher;
 mod resp;
 mod stats;
@@ -304,8 +305,12 @@ async fn fanout(flags: &Flags) -> Result<Value> {
         "seconds": seconds,
         "size": size,
         "published": published.sent,
-        "accepted": published.accepted.load(Relaxed),
-        "refused": published.refused.load(Relaxed),
+        "accepted": published.accepted,
+        "refused": published.refused,
+        "first_refusal": published.first_refusal,
+        "publisher_reconnects": published.reconnects,
+        "resent": published.resent,
+        "resent_unsure": published.resent_unsure,
         "publisher_worst_lag_ms": published.worst_lag_ms,
         "expected_deliveries": expected,
         "delivered": delivered,
@@ -326,6 +331,25 @@ async fn fanout(flags: &Flags) -> Result<Value> {
         "server_rss_kib": rss,
         "streams": summarize(&outcomes),
     }))
+}
+
+/// Waits until the server holds at most `at_most` sockets; how long that took.
+async fn wait_for_sockets(pids: &[u32], at_most: usize, timeout: Duration) -> Result<Duration> {
+    let began = Instant::now();
+    loop {
+        let now = sum(pids, stats::sockets)?;
+        if now <= at_most {
+            return Ok(began.elapsed());
+        }
+        if began.elapsed() > timeout {
+            bail!(
+                "the server still holds {now} sockets {} s after the streams closed (at most \
+                 {at_most} expected)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `--streams` idle streams over `--channels` channels: the server's memory per stream.
@@ -381,6 +405,7 @@ async fn reconnect(flags: &Flags) -> Result<Value> {
     let names = channels(n_channels);
     let resume_after = events - back - 1;
 
+    let sockets_before = sum(&pids, stats::sockets)?;
     let mut run = Run::new(target.clone());
     let plans = (0..streams)
         .map(|i| Plan {
@@ -394,10 +419,13 @@ async fn reconnect(flags: &Flags) -> Result<Value> {
         })
         .collect();
     run.subscribe(plans, Duration::from_secs(120)).await?;
-    publisher::run(run.shared.clone(), &names, events, rate, 256).await?;
+    let published = publisher::run(run.shared.clone(), &names, events, rate, 256).await?;
+    if published.refused > 0 {
+        bail!("the server refused publishes of the first pass: {published:?}");
+    }
     if !run.finish(Duration::from_secs(30), streams).await {
         bail!(
-            "the first pass did not complete: {}",
+            "the first pass did not complete: {} (publisher: {published:?})",
             summarize(&run.outcomes().await)
         );
     }
@@ -406,6 +434,12 @@ async fn reconnect(flags: &Flags) -> Result<Value> {
     if ids.iter().any(Option::is_none) {
         bail!("some subscribers saw no id for event {resume_after}");
     }
+
+    // The server must have let go of the first pass's connections: with both generations
+    // held at once, 20,000 connections would meet its connection cap (nine tenths of its
+    // open-files limit) and some resumes would be refused for a cause this scenario does not
+    // measure.
+    let released = wait_for_sockets(&pids, sockets_before + 16, Duration::from_secs(30)).await?;
 
     // Everyone at once: no connect throttle beyond the generator's own.
     let mut again = Run::new(target);
@@ -453,9 +487,13 @@ async fn reconnect(flags: &Flags) -> Result<Value> {
         "complete": complete,
         "exact": exact,
         "seconds_to_all_resumed": took.as_secs_f64(),
+        "seconds_to_release_first_pass": released.as_secs_f64(),
         "server_cpu_s": cpu1 - cpu0,
         "generator_core_share": (gen1 - gen0) / took.as_secs_f64(),
         "foreign_frames": again.shared.totals.foreign.load(Relaxed),
+        "publisher_reconnects": published.reconnects,
+        "resent": published.resent,
+        "resent_unsure": published.resent_unsure,
         "streams_detail": summarize(&outcomes),
     }))
 }

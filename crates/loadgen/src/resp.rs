@@ -24,6 +24,8 @@ impl Redis {
         let hostport = rest.split('/').next().unwrap_or(rest);
         let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
         let stream = TcpStream::connect(hostport).with_context(|| format!("connect {hostport}"))?;
+        // A Redis that stops answering fails the clean-up loudly rather than hanging it.
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
         Ok(Self {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,

@@ -117,6 +117,16 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .context("no VmRSS")
 }
 
+/// Sockets a process holds open: its connections, listeners and clients of its own.
+pub fn sockets(pid: u32) -> Result<usize> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("read /proc/{pid}/fd"))?;
+    Ok(dir
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count())
+}
+
 /// The sum over several processes (nginx's workers, say).
 pub fn sum<F: Fn(u32) -> Result<T>, T: std::iter::Sum>(pids: &[u32], f: F) -> Result<T> {
     pids.iter()

@@ -1,10 +1,14 @@
 //! One SSE subscriber: a raw HTTP/1.1 connection, a reused buffer, and a check of every event's
 //! sequence number against the one expected next, so that a lost, repeated or reordered event
 //! is counted, never averaged away.
+//!
+//! The response head must come within [`HEAD_TIMEOUT`]. The stream's reads after it wait for
+//! as long as the scenario does: each scenario has a deadline by which every subscriber must
+//! have seen its last event, stops the ones that have not, and reports what they missed.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +17,10 @@ use tokio::sync::Notify;
 use crate::http::{self, Dechunker};
 use crate::stats::{since_start, Totals};
 use crate::target::{parse_payload, Target};
+
+/// How long a subscribe request may wait for its response head (10,000 connecting at once
+/// included).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a subscriber is told to do.
 pub struct Plan {
@@ -100,9 +108,10 @@ async fn stream(shared: &Shared, plan: &mut Plan, outcome: &mut Outcome) -> Resu
     .await?;
     let mut buf = vec![0u8; 32 * 1024];
     let mut filled = 0;
-    let head = http::read_head(&mut conn, &mut buf, &mut filled).await?;
+    let head = http::read_head(&mut conn, &mut buf, &mut filled, HEAD_TIMEOUT).await?;
     if head.status != 200 {
-        bail!("subscribe answered {}", head.status);
+        let body = String::from_utf8_lossy(&buf[..filled.min(300)]).into_owned();
+        bail!("subscribe answered {}: {body}", head.status);
     }
     plan.connecting = None;
     shared.connected.pass();

@@ -199,17 +199,48 @@ fn scenario(server: &Server, name: &str, args: &[(&str, String)]) -> Result<Valu
     for (k, v) in args {
         cmd.arg(format!("--{k}")).arg(v);
     }
+    let line = command_line(&cmd);
     let out = cmd.stderr(Stdio::inherit()).output()?;
     ensure!(
         out.status.success(),
-        "{name} against {} failed ({})",
+        "{name} against {} failed ({}): {line}",
         server.name,
         out.status
     );
-    let value: Value = serde_json::from_slice(&out.stdout)
+    let mut value: Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("{name}: {}", String::from_utf8_lossy(&out.stdout)))?;
     eprintln!("  {} {name} {}", server.name, compact(&value));
+    value["command"] = Value::String(line);
     Ok(value)
+}
+
+/// The command as one shell line, for the report (the key is shown as `$KEY`).
+fn command_line(cmd: &Command) -> String {
+    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
+    let mut secret = false;
+    for arg in cmd.get_args() {
+        let arg = arg.to_string_lossy();
+        words.push(if secret {
+            "$KEY".into()
+        } else {
+            arg.to_string()
+        });
+        secret = arg == "--key";
+    }
+    words.join(" ")
+}
+
+/// A scenario's result, or in a full run its failure recorded as `{"failed": …}` so that one
+/// server's failure leaves the others' figures standing (the smoke run fails at once instead).
+fn attempt(server: &Server, name: &str, args: &[(&str, String)], smoke: bool) -> Result<Value> {
+    match scenario(server, name, args) {
+        Ok(v) => Ok(v),
+        Err(e) if !smoke => {
+            eprintln!("  FAILED: {e:#}");
+            Ok(serde_json::json!({ "scenario": name, "failed": format!("{e:#}") }))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn compact(v: &Value) -> String {
@@ -246,11 +277,15 @@ fn clean(v: &Value, p99_ms_max: Option<f64>) -> bool {
         && p99_ms_max.is_none_or(|max| v["p99_ms"].as_f64().is_some_and(|p| p <= max))
 }
 
+/// The highest rate with a clean run (and that run's index), if any, and every run of the
+/// ladder up to the first that was not clean.
+type Ladder = (Option<(f64, usize)>, Vec<Value>);
+
 /// Figures of one server.
 #[derive(Default)]
 struct Figures {
     cpu: Option<Value>,
-    max_rate: Option<(f64, Vec<Value>)>,
+    max_rate: Option<Ladder>,
     idle: Option<Value>,
     channels: Option<Value>,
     reconnect: Option<Value>,
@@ -259,7 +294,7 @@ struct Figures {
 async fn measure(server: &Server, smoke: bool) -> Result<Figures> {
     let mut f = Figures::default();
     let (subs, secs) = if smoke { (200, "2") } else { (2000, "10") };
-    f.cpu = Some(scenario(
+    f.cpu = Some(attempt(
         server,
         "fanout",
         &[
@@ -267,14 +302,15 @@ async fn measure(server: &Server, smoke: bool) -> Result<Figures> {
             ("rate", s(200)),
             ("seconds", s(secs)),
         ],
+        smoke,
     )?);
     if !smoke {
         let mut runs = Vec::new();
-        let mut best = 0.0;
+        let mut best = None;
         for rate in [
             50.0, 100.0, 200.0, 400.0, 800.0, 1200.0, 1600.0, 2000.0, 2400.0, 3200.0,
         ] {
-            let v = scenario(
+            let v = attempt(
                 server,
                 "fanout",
                 &[
@@ -282,24 +318,26 @@ async fn measure(server: &Server, smoke: bool) -> Result<Figures> {
                     ("rate", s(rate)),
                     ("seconds", s(5)),
                 ],
+                smoke,
             )?;
             let ok = clean(&v, Some(100.0));
             runs.push(v);
             if !ok {
                 break;
             }
-            best = rate;
+            best = Some((rate, runs.len() - 1));
         }
         f.max_rate = Some((best, runs));
     }
     let streams = if smoke { 1000 } else { 10_000 };
-    f.idle = Some(scenario(
+    f.idle = Some(attempt(
         server,
         "idle",
         &[("streams", s(streams)), ("channels", s(streams / 10))],
+        smoke,
     )?);
     let (chans, rate) = if smoke { (100, 500) } else { (1000, 2000) };
-    f.channels = Some(scenario(
+    f.channels = Some(attempt(
         server,
         "fanout",
         &[
@@ -308,11 +346,13 @@ async fn measure(server: &Server, smoke: bool) -> Result<Figures> {
             ("rate", s(rate)),
             ("seconds", s(secs)),
         ],
+        smoke,
     )?);
-    f.reconnect = Some(scenario(
+    f.reconnect = Some(attempt(
         server,
         "reconnect",
         &[("streams", s(streams)), ("channels", s(streams / 100))],
+        smoke,
     )?);
     Ok(f)
 }
@@ -348,6 +388,10 @@ pub async fn run(flags: &Flags) -> Result<Value> {
     let plans = root.join("bench/plans.toml");
     let smoke = flags.get("smoke").is_some_and(|v| v == "true");
     let redis_url = flags.get("redis-url");
+    if let Some(out) = flags.get("perf") {
+        return profile(&herald, &plans, redis_url.as_deref(), &out).await;
+    }
+    let load_at_start = load_average();
     let mut results: Vec<(&'static str, Figures)> = Vec::new();
     {
         let server = start_herald("herald-embedded", &herald, &plans, None).await?;
@@ -376,9 +420,73 @@ pub async fn run(flags: &Flags) -> Result<Value> {
     let table = render(&results, smoke);
     println!("{table}");
     if let Some(out) = flags.get("out") {
-        std::fs::write(&out, markdown(&table, &results, &herald)?)?;
+        std::fs::write(&out, markdown(&table, &results, &herald, &load_at_start)?)?;
         eprintln!("wrote {out}");
     }
+    Ok(Value::Null)
+}
+
+impl Figures {
+    /// Every run, in the order they ran.
+    fn all(&self) -> Vec<&Value> {
+        let mut all: Vec<&Value> = Vec::new();
+        all.extend(self.cpu.iter());
+        if let Some((_, runs)) = &self.max_rate {
+            all.extend(runs.iter());
+        }
+        all.extend(self.idle.iter());
+        all.extend(self.channels.iter());
+        all.extend(self.reconnect.iter());
+        all
+    }
+}
+
+/// `--perf OUT`: the fan-out scenario under `perf record`, for Herald embedded at the load of
+/// the CPU row and at a load that saturates its core, and through Redis at the first; the
+/// sections go to `OUT`.
+async fn profile(herald: &Path, plans: &Path, redis_url: Option<&str>, out: &str) -> Result<Value> {
+    let mut md = String::from(
+        "# Where Herald's time goes\n\nWritten by `cargo xtask bench --perf`: `perf record -e \
+         cpu-clock --call-graph dwarf` of the server process (pinned to core 0) during the \
+         fan-out scenario of `bench/RESULTS.md` (one channel, 2,000 subscribers, 256-byte \
+         events), perf itself on the generator's core. Release build with line tables.\n\n",
+    );
+    let _ = writeln!(
+        md,
+        "Herald commit {}; kernel {}; load average at the start {}.\n",
+        version("git", &["rev-parse", "--short", "HEAD"]),
+        version("uname", &["-r"]),
+        load_average()
+    );
+    let mut runs: Vec<(&'static str, Option<&str>, f64)> = vec![
+        ("herald-embedded", None, 200.0),
+        ("herald-embedded", None, 800.0),
+    ];
+    if let Some(url) = redis_url {
+        runs.push(("herald-redis", Some(url), 200.0));
+    }
+    for (name, url, rate) in runs {
+        let server = start_herald(name, herald, plans, url).await?;
+        let args = [
+            ("subscribers", s(2000)),
+            ("rate", s(rate)),
+            ("seconds", s(10)),
+        ];
+        let recording = crate::profile::Recording::start(server.pids[0], "1", &server.dir)?;
+        let run = scenario(&server, "fanout", &args);
+        let folded = recording.finish()?;
+        let run = run?;
+        let folded_path = std::env::temp_dir().join(format!(
+            "herald-profile-{}-{name}-{rate}.folded",
+            std::process::id()
+        ));
+        std::fs::write(&folded_path, folded.text())?;
+        eprintln!("  folded stacks: {}", folded_path.display());
+        let title = format!("{name}, 1 × 2,000 at {rate} events/s");
+        md += &crate::profile::report(&title, run["command"].as_str().unwrap_or(""), &run, &folded);
+    }
+    std::fs::write(out, &md)?;
+    eprintln!("wrote {out}");
     Ok(Value::Null)
 }
 
@@ -398,7 +506,7 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
         bool,
     );
     // (what, figure, unit, lower is better)
-    let rows: [Row; 8] = [
+    let rows: [Row; 13] = [
         (
             "server CPU per delivery, 1 × 2,000 at 200/s",
             |f| num(&f.cpu, "server_us_per_delivery"),
@@ -407,10 +515,35 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
         ),
         ("  p99 at that load", |f| num(&f.cpu, "p99_ms"), "ms", true),
         (
+            "  server core share in that run",
+            |f| num(&f.cpu, "server_core_share"),
+            "cores",
+            true,
+        ),
+        (
+            "  generator core share in that run",
+            |f| num(&f.cpu, "generator_core_share"),
+            "cores",
+            true,
+        ),
+        (
             "highest rate, 1 × 2,000, p99 ≤ 100 ms, nothing lost",
-            |f| f.max_rate.as_ref().map(|(r, _)| *r),
+            |f| {
+                f.max_rate
+                    .as_ref()
+                    .map(|(best, _)| best.map_or(0.0, |(rate, _)| rate))
+            },
             "events/s",
             false,
+        ),
+        (
+            "  generator core share at that rate",
+            |f| {
+                let (best, runs) = f.max_rate.as_ref()?;
+                runs.get(best.as_ref()?.1)?["generator_core_share"].as_f64()
+            },
+            "cores",
+            true,
         ),
         (
             "memory per idle stream (RSS / streams, 10,000)",
@@ -432,6 +565,12 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
         ),
         ("  p99", |f| num(&f.channels, "p99_ms"), "ms", true),
         (
+            "  generator core share in that run",
+            |f| num(&f.channels, "generator_core_share"),
+            "cores",
+            true,
+        ),
+        (
             "10,000 resume 50 back: all exact after",
             |f| {
                 f.reconnect.as_ref().and_then(|r| {
@@ -441,6 +580,12 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
                 })
             },
             "s",
+            true,
+        ),
+        (
+            "  generator core share while resuming",
+            |f| num(&f.reconnect, "generator_core_share"),
+            "cores",
             true,
         ),
     ];
@@ -474,6 +619,25 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
             fmt(peer)
         );
     }
+    let mut notes = Vec::new();
+    for (name, f) in results {
+        for v in f.all() {
+            if let Some(why) = v["failed"].as_str() {
+                notes.push(format!("- {name} {}: FAILED: {why}", v["scenario"]));
+            } else if v["scenario"] == "fanout" && !clean(v, None) {
+                notes.push(format!("- {name} fanout: NOT EXACT: {}", compact(v)));
+            }
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nFailed or inexact runs (a failed run's figures are \"—\" above):\n"
+        );
+        for n in notes {
+            let _ = writeln!(out, "{n}");
+        }
+    }
     if smoke {
         let _ = writeln!(
             out,
@@ -503,7 +667,19 @@ fn version(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn markdown(table: &str, results: &[(&str, Figures)], herald: &Path) -> Result<String> {
+/// `/proc/loadavg`'s first three fields.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn markdown(
+    table: &str,
+    results: &[(&str, Figures)],
+    herald: &Path,
+    load_at_start: &str,
+) -> Result<String> {
     let mut md = String::new();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -519,9 +695,20 @@ fn markdown(table: &str, results: &[(&str, Figures)], herald: &Path) -> Result<S
         "Written by `cargo xtask bench` ({}).\n",
         version("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
     );
+    let dirty = if version("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        ""
+    } else {
+        ", with uncommitted changes"
+    };
     let _ = writeln!(
         md,
-        "- Herald: {} (commit {})",
+        "- Command: `cargo xtask bench`, which builds release and runs `{}`; each scenario's own \
+         command is in its JSON below (`command`).",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    let _ = writeln!(
+        md,
+        "- Herald: {} (commit {}{dirty})",
         version(&herald.display().to_string(), &["--version"]),
         version("git", &["rev-parse", "--short", "HEAD"])
     );
@@ -541,20 +728,18 @@ fn markdown(table: &str, results: &[(&str, Figures)], herald: &Path) -> Result<S
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         version("uname", &["-r"])
     );
+    let _ = writeln!(
+        md,
+        "- Load average (1, 5, 15 min) when the suite started: {load_at_start}; when it ended: {}. \
+         Anything well above 0 means other work shared the cores and the figures are noisy.",
+        load_average()
+    );
     let _ = writeln!(md, "- Each server pinned to core 0 (`taskset -c 0`), the load generator (`herald-loadgen`, one thread) to core 1. 256-byte events. Herald runs `herald serve` on SQLite with `bench/plans.toml`; \"+ Redis\" adds `--redis-url`. Nchan runs `bench/nchan.conf`.\n");
     let _ = writeln!(md, "{table}");
     let _ = writeln!(md, "## Every run\n\nOne JSON object per scenario run, as the generator printed it (`generator_core_share` near 1.0 would mean the generator, not the server, was the limit).\n");
     for (name, f) in results {
         let _ = writeln!(md, "### {name}\n\n```");
-        let mut all: Vec<&Value> = Vec::new();
-        all.extend(f.cpu.iter());
-        if let Some((_, runs)) = &f.max_rate {
-            all.extend(runs.iter());
-        }
-        all.extend(f.idle.iter());
-        all.extend(f.channels.iter());
-        all.extend(f.reconnect.iter());
-        for v in all {
+        for v in f.all() {
             let _ = writeln!(md, "{v}");
         }
         let _ = writeln!(md, "```\n");

@@ -6,6 +6,9 @@
 //! command runs: small counts, Herald only, and it fails unless every subscriber received
 //! exactly its sequence.
 //!
+//! `cargo xtask bench --perf` runs the fan-out scenario with `perf record` attached to the server
+//! and writes where its time goes to `bench/PROFILE.md`.
+//!
 //! `cargo xtask bench examples` runs the older in-process measurement programs of
 //! `tests/examples` (latency, 1,000-subscriber fan-out, publish throughput).
 
@@ -33,8 +36,23 @@ const PROGRAMS: &[(&str, &str)] = &[
 pub fn run() -> Result<()> {
     let services = Services::ensure()?;
     let root = crate::workspace_root();
-    ensure_tools(true)?;
-    cmd::run(Command::new(env!("CARGO")).current_dir(&root).args([
+    ensure_tools(Tools::Nchan)?;
+    let release = build_release(&root)?;
+    suite(&root, &release, &services, Mode::Full)
+}
+
+/// `cargo xtask bench --perf`: the fan-out scenario under `perf record`, written to
+/// `bench/PROFILE.md`.
+pub fn perf() -> Result<()> {
+    let services = Services::ensure()?;
+    let root = crate::workspace_root();
+    ensure_tools(Tools::Perf)?;
+    let release = build_release(&root)?;
+    suite(&root, &release, &services, Mode::Profile)
+}
+
+fn build_release(root: &Path) -> Result<std::path::PathBuf> {
+    cmd::run(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
         "--release",
         "-p",
@@ -42,13 +60,26 @@ pub fn run() -> Result<()> {
         "-p",
         "herald-loadgen",
     ]))?;
-    let release = crate::test::target_dir(&root).join("release");
-    suite(&root, &release, &services, false)
+    Ok(crate::test::target_dir(root).join("release"))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Full,
+    Smoke,
+    Profile,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Tools {
+    Pinning,
+    Nchan,
+    Perf,
 }
 
 /// The short, exactness-only version, on the debug binaries the test command built.
 pub fn smoke(root: &Path, services: &Services) -> Result<()> {
-    ensure_tools(false)?;
+    ensure_tools(Tools::Pinning)?;
     cmd::run(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
         "-p",
@@ -57,7 +88,7 @@ pub fn smoke(root: &Path, services: &Services) -> Result<()> {
         "herald-loadgen",
     ]))?;
     let debug = crate::test::target_dir(root).join("debug");
-    suite(root, &debug, services, true)
+    suite(root, &debug, services, Mode::Smoke)
 }
 
 /// `cargo xtask bench smoke`.
@@ -66,7 +97,7 @@ pub fn smoke_alone() -> Result<()> {
     smoke(&crate::workspace_root(), &services)
 }
 
-fn suite(root: &Path, bin_dir: &Path, services: &Services, smoke: bool) -> Result<()> {
+fn suite(root: &Path, bin_dir: &Path, services: &Services, mode: Mode) -> Result<()> {
     let redis_url = services
         .env()
         .into_iter()
@@ -81,21 +112,25 @@ fn suite(root: &Path, bin_dir: &Path, services: &Services, smoke: bool) -> Resul
         .arg("--root")
         .arg(root)
         .args(["--redis-url", &redis_url]);
-    if smoke {
-        c.args(["--smoke", "true"]);
-    } else {
-        c.arg("--out").arg(root.join("bench/RESULTS.md"));
-    }
+    match mode {
+        Mode::Smoke => c.args(["--smoke", "true"]),
+        Mode::Full => c.arg("--out").arg(root.join("bench/RESULTS.md")),
+        Mode::Profile => c.arg("--perf").arg(root.join("bench/PROFILE.md")),
+    };
     cmd::run(&mut c)
 }
 
-/// `taskset` (util-linux) pins the processes; Nchan is the peer of the full run.
-fn ensure_tools(nchan: bool) -> Result<()> {
+/// `taskset` (util-linux) pins the processes; Nchan is the peer of the full run; `perf`
+/// (linux-perf) samples the server for the profile.
+fn ensure_tools(tools: Tools) -> Result<()> {
     let mut missing = Vec::new();
     if cmd::which("taskset").is_none() {
         missing.push("util-linux");
     }
-    if nchan
+    if tools == Tools::Perf && cmd::which("perf").is_none() {
+        missing.push("linux-perf");
+    }
+    if tools == Tools::Nchan
         && (cmd::which("nginx").is_none()
             || !Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so").exists())
     {

@@ -59,7 +59,8 @@ Commands:
   bench   The side-by-side benchmark in release mode: Herald (embedded and through Redis)
           and Nchan, each pinned to core 0, the load generator to core 1; prints the table
           and writes bench/RESULTS.md. `bench smoke`: the short exactness check the test
-          command runs. `bench examples`: the in-process programs of tests/examples
+          command runs. `bench --perf`: the fan-out scenario under `perf record`, written
+          to bench/PROFILE.md. `bench examples`: the in-process programs of tests/examples
 
 Environment:
   HERALD_TEST_DATABASE_URL  a Postgres that allows CREATE DATABASE
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
         ["bench"] => bench::run(),
         ["bench", "examples"] => bench::examples(),
         ["bench", "smoke"] => bench::smoke_alone(),
+        ["bench", "--perf"] => bench::perf(),
         ["cluster", rest @ ..] => cluster::run(rest),
         ["deploy-check"] => deploy::check(),
         // Hidden: brings Postgres and Redis up exactly as `test` does, prints them and stops them
