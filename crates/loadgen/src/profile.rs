@@ -34,6 +34,10 @@ const PARTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "  of which loopback delivery to the reader (softirq, charged to the sender)",
+        &["net_rx_action", "__netif_receive_skb", "tcp_v4_rcv"],
+    ),
+    (
         "socket reads (read/recv syscalls)",
         &["__x64_sys_read", "__x64_sys_recvfrom", "tcp_recvmsg"],
     ),
@@ -58,6 +62,15 @@ const PARTS: &[(&str, &[&str])] = &[
     (
         "broadcast channel (send, receive, wake-ups)",
         &["tokio::sync::broadcast"],
+    ),
+    ("tokio Notify (wait lists)", &["tokio::sync::notify"]),
+    (
+        "cancellation token checks",
+        &["tokio_util::sync::cancellation_token"],
+    ),
+    (
+        "Bytes reference counts (clone, drop)",
+        &["bytes::bytes::shared_clone", "bytes::bytes::shared_drop"],
     ),
     (
         "tokio timers (sleep, timeouts, the timer wheel)",
@@ -88,9 +101,10 @@ const PARTS: &[(&str, &[&str])] = &[
         "memory copies (memcpy, memmove)",
         &["memcpy", "memmove", "__memmove", "copy_user"],
     ),
+    ("Herald replay hub (crates/replay)", &["herald_replay"]),
     (
-        "Herald replay hub and feed (crates/replay)",
-        &["herald_replay"],
+        "Herald stream feed (herald_edge::feed)",
+        &["herald_edge::feed"],
     ),
     (
         "Herald SSE encoding (herald_core::sse)",
@@ -241,9 +255,12 @@ fn frame_name(line: &str) -> String {
     };
     let sym = sym.rsplit_once("+0x").map_or(sym, |(s, _)| s);
     let sym = strip_hash(sym);
-    let kernel = dso.contains("kernel.kallsyms") || dso.starts_with('[');
+    // `[unknown]` is a frame the unwinder could not place (the outermost, mostly), not the
+    // kernel's; `[vdso]` runs in user space without a syscall.
+    let kernel = dso.contains("kernel.kallsyms");
     match (sym, kernel) {
         ("[unknown]" | "", true) => "[kernel] ?".to_owned(),
+        ("[unknown]" | "", false) if dso == "[unknown]" || dso.is_empty() => "?".to_owned(),
         ("[unknown]" | "", false) => format!(
             "? ({})",
             Path::new(dso)
