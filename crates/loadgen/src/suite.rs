@@ -626,6 +626,11 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
                 notes.push(format!("- {name} {}: FAILED: {why}", v["scenario"]));
             } else if v["scenario"] == "fanout" && !clean(v, None) {
                 notes.push(format!("- {name} fanout: NOT EXACT: {}", compact(v)));
+            } else if v["scenario"] == "reconnect" && v["exact"] != v["streams"] {
+                notes.push(format!(
+                    "- {name} reconnect: {} of {} resumed exactly; {}",
+                    v["exact"], v["streams"], v["streams_detail"]
+                ));
             }
         }
     }
