@@ -373,7 +373,12 @@ async fn idle(flags: &Flags) -> Result<Value> {
         })
         .collect();
     let took = run.subscribe(plans, Duration::from_secs(120)).await?;
+    // What holding idle streams costs the server's CPU (heartbeat timers, say): measured
+    // after a second for the connect burst to settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu0, wall0) = (sum(&pids, cpu_seconds)?, Instant::now());
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_share = (sum(&pids, cpu_seconds)? - cpu0) / wall0.elapsed().as_secs_f64();
     let after = sum(&pids, rss_kib)?;
     let outcomes = run.outcomes().await;
     let open = outcomes.iter().filter(|o| o.error.is_none()).count();
@@ -387,6 +392,7 @@ async fn idle(flags: &Flags) -> Result<Value> {
         "rss_after_kib": after,
         "kib_per_stream": after as f64 / streams as f64,
         "delta_kib_per_stream": (after as f64 - before as f64) / streams as f64,
+        "server_core_share_while_idle": idle_share,
         "streams_detail": summarize(&outcomes),
     }))
 }

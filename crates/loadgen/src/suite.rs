@@ -449,7 +449,9 @@ async fn profile(herald: &Path, plans: &Path, redis_url: Option<&str>, out: &str
         "# Where Herald's time goes\n\nWritten by `cargo xtask bench --perf`: `perf record -e \
          cpu-clock --call-graph dwarf` of the server process (pinned to core 0) during the \
          fan-out scenario of `bench/RESULTS.md` (one channel, 2,000 subscribers, 256-byte \
-         events), perf itself on the generator's core. Release build with line tables.\n\n",
+         events), perf itself on the generator's core. Release build with line tables. Rerunning \
+         rewrites this file; the full folded stacks go to /tmp (printed at the end of the \
+         run).\n\n",
     );
     let _ = writeln!(
         md,
@@ -506,7 +508,7 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
         bool,
     );
     // (what, figure, unit, lower is better)
-    let rows: [Row; 13] = [
+    let rows: [Row; 14] = [
         (
             "server CPU per delivery, 1 × 2,000 at 200/s",
             |f| num(&f.cpu, "server_us_per_delivery"),
@@ -555,6 +557,12 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
             "  added memory per idle stream",
             |f| num(&f.idle, "delta_kib_per_stream"),
             "KiB",
+            true,
+        ),
+        (
+            "  server core share holding them idle",
+            |f| num(&f.idle, "server_core_share_while_idle"),
+            "cores",
             true,
         ),
         (
