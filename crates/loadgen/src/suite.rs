@@ -508,7 +508,7 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
         bool,
     );
     // (what, figure, unit, lower is better)
-    let rows: [Row; 14] = [
+    let rows: [Row; 15] = [
         (
             "server CPU per delivery, 1 × 2,000 at 200/s",
             |f| num(&f.cpu, "server_us_per_delivery"),
@@ -572,6 +572,12 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
             true,
         ),
         ("  p99", |f| num(&f.channels, "p99_ms"), "ms", true),
+        (
+            "  server CPU per event (publish and its 5 deliveries)",
+            |f| num(&f.channels, "server_us_per_event"),
+            "µs",
+            true,
+        ),
         (
             "  generator core share in that run",
             |f| num(&f.channels, "generator_core_share"),
