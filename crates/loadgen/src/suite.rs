@@ -635,6 +635,12 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
     }
     let mut notes = Vec::new();
     for (name, f) in results {
+        if let Some((None, _)) = &f.max_rate {
+            notes.push(format!(
+                "- {name}: not even the ladder's first rate (50/s) was clean; its highest rate \
+                 shows as 0"
+            ));
+        }
         for v in f.all() {
             if let Some(why) = v["failed"].as_str() {
                 notes.push(format!("- {name} {}: FAILED: {why}", v["scenario"]));
@@ -657,6 +663,10 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
             let _ = writeln!(out, "{n}");
         }
     }
+    let _ = writeln!(
+        out,
+        "\nA latency of 10000 ms is the histogram's ceiling: 10 s or more."
+    );
     if smoke {
         let _ = writeln!(
             out,
