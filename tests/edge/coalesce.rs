@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 both_backends!(
     bursts_stalls_and_reconnects_never_lose_duplicate_or_reorder,
     deliveries_are_counted_while_streams_are_open,
+    a_quiet_stream_writes_at_once_and_a_busy_one_gathers,
 );
 
 /// Events per channel.
@@ -282,4 +283,35 @@ async fn deliveries_are_counted_while_streams_are_open(app: TestApp) {
         .unwrap_or_else(|| panic!("no deliveries counter in {metrics}"));
     assert_eq!(delivered, 3, "{metrics}");
     drop(s);
+}
+
+/// Two events close together on a quiet stream both leave at once (a quiet channel's events
+/// often come two at a time by chance); a third within the coalescing interval is traffic, and
+/// waits for the interval to gather what follows it.
+async fn a_quiet_stream_writes_at_once_and_a_busy_one_gathers(app: TestApp) {
+    let backend = app.backend;
+    drop(app);
+    // An interval far longer than any delivery takes, so that waiting is unmistakable.
+    let window = Duration::from_secs(3);
+    let app = TestApp::spawn_with(backend, |c| c.coalesce_ms = window.as_millis() as u64).await;
+    let (t, key) = app.tenant("acme").await;
+    let mut s = app.subscribe(&t, "quiet", None).await;
+    let prompt = Duration::from_millis(1_000);
+    for i in 0..2 {
+        app.publish_ok(&key, &t, "quiet", json!({"data": i})).await;
+        let e = s.next_within(prompt).await;
+        assert!(e.is_some(), "event {i} of a quiet stream waited");
+    }
+    let sent = Instant::now();
+    for i in 2..4 {
+        app.publish_ok(&key, &t, "quiet", json!({"data": i})).await;
+    }
+    assert!(
+        s.next_within(prompt).await.is_none(),
+        "a busy stream gathers for the interval"
+    );
+    let gathered = s.take(2).await;
+    assert_eq!(gathered[0].data, "2");
+    assert_eq!(gathered[1].data, "3");
+    assert!(sent.elapsed() < window + Duration::from_secs(2));
 }

@@ -8,15 +8,19 @@
 //! so a failed read can never move the cursor past events that were not sent.
 //!
 //! Writes coalesce adaptively. The socket write is the cost of a delivery (a few µs, against a
-//! reference count for the frame), so a stream that wrote within the last
-//! [`EdgeConfig::coalesce`](crate::EdgeConfig) gathers what arrives until that interval is over,
-//! and then writes it as one chunk; a stream that was quiet writes at once. Everything already
+//! reference count for the frame), so a *busy* stream — one whose last two writes came within
+//! [`EdgeConfig::coalesce`](crate::EdgeConfig) of each other — gathers what arrives until one
+//! interval after its last write, and then writes it as one chunk; any other stream writes at
+//! once. One event soon after another is common on a quiet channel (two of them by chance) and
+//! must not wait; a third within the window is traffic, and batching pays. Everything already
 //! waiting in the channel's ring is taken in the same wake-up, and a write never passes
 //! [`MAX_WRITE`] bytes. While the connection cannot take more, hyper stops asking for chunks, and
 //! events wait in the channel's ring (shared by all its subscribers), not in the stream.
 //!
 //! Per stream this holds its lanes, one timer (the next flush or heartbeat), the chunk being
-//! gathered and at most one history page ([`herald_replay::PAGE_BYTES`] of data). A frame is
+//! gathered and at most one history page ([`herald_replay::PAGE_BYTES`] of data); an idle
+//! stream holds no buffer of its own, and the future that waits for its next event is no larger
+//! than the wait itself needs (the rare re-check of its grant is boxed). A frame is
 //! encoded once per event by the hub; a one-channel stream's lone frame is written as the
 //! shared bytes themselves, and several frames (or a multi-channel stream's own `id:` line and
 //! the shared body) are copied into one chunk, which costs far less than the writes it saves.
@@ -177,10 +181,13 @@ impl Chunk {
         &mut self.buf
     }
 
+    /// The gathered bytes. A copied chunk leaves with its whole allocation: `split()` would
+    /// keep the spare capacity here, and with it the allocation, for as long as the stream
+    /// stays idle.
     fn take(&mut self) -> (Bytes, u64, Option<std::time::Instant>) {
         let bytes = match self.single.take() {
             Some(b) => b,
-            None => self.buf.split().freeze(),
+            None => std::mem::take(&mut self.buf).freeze(),
         };
         (bytes, std::mem::take(&mut self.events), self.since.take())
     }
@@ -212,6 +219,9 @@ pub struct Feed {
     flush_at: Option<Instant>,
     /// When the stream last wrote (for a write at once, when the event that went out arrived).
     last_write: Instant,
+    /// Whether the last write came within one coalescing interval of the one before: the
+    /// stream is busy, and gathers.
+    busy: bool,
     /// Fires at `flush_at`, or at the next heartbeat.
     timer: Pin<Box<Sleep>>,
     retry_read: Option<Pin<Box<Sleep>>>,
@@ -240,6 +250,8 @@ impl Feed {
         }
         let now = Instant::now();
         let timer = Box::pin(tokio::time::sleep_until(now + state.config.heartbeat));
+        // The `retry:` line is not traffic: the first event finds the stream quiet.
+        let last_write = now.checked_sub(state.config.coalesce).unwrap_or(now);
         Self {
             state,
             grant,
@@ -252,7 +264,8 @@ impl Feed {
             chunk,
             page: None,
             flush_at: None,
-            last_write: now,
+            last_write,
+            busy: false,
             timer,
             retry_read: None,
             ending: false,
@@ -302,7 +315,7 @@ impl Feed {
                     }
                 }
                 // The credential lost its grant: end the stream; the reconnect is refused.
-                _ = self.grant.changed() => if let Some(reason) = self.grant.lost(&self.state).await {
+                _ = self.grant.changed() => if let Some(reason) = self.recheck().await {
                     self.end.ending(reason);
                     return None;
                 },
@@ -321,7 +334,7 @@ impl Feed {
                     }
                     // A quiet moment to re-check the grant (cached lookups), for processes
                     // that missed an announcement of a change.
-                    if let Some(reason) = self.grant.lost(&self.state).await {
+                    if let Some(reason) = self.recheck().await {
                         self.end.ending(reason);
                         return None;
                     }
@@ -331,6 +344,13 @@ impl Feed {
                 }
             }
         }
+    }
+
+    /// Why the stream must end, if its grant no longer holds. The check's store lookups make a
+    /// future of several KiB; awaited inline it would be part of every idle stream's wait for
+    /// its next event, so it lives on the heap only while it runs.
+    async fn recheck(&mut self) -> Option<EndReason> {
+        Box::pin(self.grant.lost(&self.state)).await
     }
 
     /// Hands the gathered chunk to the connection.
@@ -343,8 +363,9 @@ impl Feed {
     }
 
     /// Decides when the gathered chunk goes, given that the newest event in it arrived at `at`:
-    /// at once when the stream was quiet or the chunk is full, else one interval after the last
-    /// write.
+    /// at once when the chunk is full or the stream is not busy, else one interval after the
+    /// last write. `at` is the event's own arrival time, read once per event by the hub: no
+    /// clock is read here.
     fn schedule(&mut self, at: Instant) {
         if self.chunk.len() >= MAX_WRITE {
             self.flush_at = None;
@@ -355,7 +376,10 @@ impl Feed {
             return;
         }
         let next = self.last_write + self.state.config.coalesce;
-        if at >= next {
+        if at >= next || !self.busy {
+            // Written at once; the stream turns busy if this write follows the last one within
+            // the interval, and quiet again once one interval passes without a write.
+            self.busy = at < next;
             self.last_write = at;
         } else {
             self.flush_at = Some(next);
