@@ -5,6 +5,7 @@ mod coalesce;
 mod faults;
 mod grafana;
 mod hostile;
+mod lean;
 mod limits;
 mod metrics;
 mod multi;

@@ -14,7 +14,7 @@
 //! once. One event soon after another is common on a quiet channel (two of them by chance) and
 //! must not wait; a third within the window is traffic, and batching pays. Everything already
 //! waiting in the channel's ring is taken in the same wake-up, and a write never passes
-//! [`MAX_WRITE`] bytes. While the connection cannot take more, hyper stops asking for chunks, and
+//! [`MAX_WRITE`] bytes. While the connection cannot take more, it stops asking for chunks, and
 //! events wait in the channel's ring (shared by all its subscribers), not in the stream.
 //!
 //! Per stream this holds its lanes, one timer (the next flush or heartbeat), the chunk being
@@ -47,9 +47,10 @@ use crate::EdgeState;
 const PAGE: usize = 256;
 /// How long to wait before retrying a history read that failed.
 const RETRY_READ: Duration = Duration::from_secs(1);
-/// The most bytes one chunk gathers (a frame larger than this goes alone). hyper queues up to 16
-/// chunks of a connection that cannot take them yet (and writes them with one `writev`), so this
-/// also bounds what a stalled reader holds there: 256 KiB.
+/// The most bytes one chunk gathers (a frame larger than this goes alone). The lean HTTP/1 path
+/// has one chunk in flight; hyper (h2c, later requests of a kept-alive connection) queues up to
+/// 16 of a connection that cannot take them yet, so this also bounds what a stalled reader holds
+/// there: 256 KiB.
 pub const MAX_WRITE: usize = 16 << 10;
 
 /// One channel of a stream.

@@ -2,6 +2,7 @@
 //! admin routers into one server. Tests build an [`App`] on port 0 and talk to it over loopback.
 
 pub mod config;
+mod lean;
 pub mod openapi;
 pub mod operator;
 pub mod proxy;

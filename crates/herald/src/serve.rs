@@ -4,7 +4,9 @@
 //! - A connection beyond `--max-connections` is answered at once with a canned 503 problem and
 //!   closed: no task, no parser, no buffer is spent on it.
 //! - A connection must complete its first request's headers within `--header-read-timeout-secs`
-//!   of its start (slowloris), whichever protocol it speaks. After that, a kept-alive HTTP/1.1
+//!   of its start (slowloris), whichever protocol it speaks: that head is read here, and a
+//!   stream request is served by [`crate::lean`] without hyper's per-connection buffers;
+//!   everything else is handed to hyper with the bytes read so far. After that, a kept-alive HTTP/1.1
 //!   connection has `--keep-alive-secs` to send each next request's headers, idle time included
 //!   (hyper's timer, which cannot tell waiting from reading: so it must be the longer one, and
 //!   an idle connection holds its place no longer than a slow one).
@@ -17,7 +19,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -33,6 +35,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
+
+use crate::lean::{self, First, Rewind};
 
 /// The largest request head (request line and headers) hyper buffers; past it hyper itself
 /// answers a bare 431 and closes. Our own, smaller limits in [`crate::request_limits`] answer
@@ -149,7 +153,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, tcp: TcpStream) {
+    async fn run(self, mut tcp: TcpStream) {
         let Connection {
             router,
             builder,
@@ -157,11 +161,20 @@ impl Connection {
             header_read_timeout,
             shutdown,
         } = self;
-        let requested = Arc::new(AtomicBool::new(false));
+        let first = tokio::select! {
+            first = lean::read_head(&mut tcp, peer, header_read_timeout) => first,
+            () = shutdown.cancelled() => return,
+        };
+        let read = match first {
+            First::Stream(req) => return lean::serve(tcp, router, req).await,
+            First::Hyper(read) => read,
+            First::Nothing => {
+                tracing::debug!(%peer, "no request within the header read timeout; closing");
+                return;
+            }
+        };
         let service = {
-            let requested = requested.clone();
             hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                requested.store(true, Ordering::Relaxed);
                 // Peer addresses feed the per-IP limits and the audit log.
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let mut router = router.clone();
@@ -175,11 +188,10 @@ impl Connection {
                 }
             })
         };
-        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+        // The first head is complete (or hyper's to refuse) already: hyper's own timer covers
+        // every next one.
+        let conn = builder.serve_connection(TokioIo::new(Rewind::new(read, tcp)), service);
         tokio::pin!(conn);
-        let first_request = tokio::time::sleep(header_read_timeout);
-        tokio::pin!(first_request);
-        let mut waiting = true;
         let mut draining = false;
         loop {
             tokio::select! {
@@ -188,13 +200,6 @@ impl Connection {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                     break;
-                }
-                () = &mut first_request, if waiting => {
-                    if !requested.load(Ordering::Relaxed) {
-                        tracing::debug!(%peer, "no request within the header read timeout; closing");
-                        break;
-                    }
-                    waiting = false;
                 }
                 () = shutdown.cancelled(), if !draining => {
                     draining = true;

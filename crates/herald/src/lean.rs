@@ -1,0 +1,455 @@
+//! The lean stream path: an HTTP/1.x connection whose first request opens an event stream is
+//! served without hyper.
+//!
+//! hyper keeps an 8 KiB read buffer and an 8 KiB header buffer for the whole life of every
+//! HTTP/1 connection, and no option lowers either; for a stream that will never send another
+//! request and is written to only as events arrive, that is most of what the connection costs.
+//! So the accept loop reads the first request head itself ([`read_head`]), bounded by
+//! [`MAX_HEAD_BYTES`](crate::serve::MAX_HEAD_BYTES) and the header read timeout, and frees the
+//! buffer once the head is parsed. A body-less `GET` of a stream route ([`Head::stream`]) is
+//! built into an [`http::Request`] and answered by the same [`Router`] as every other request,
+//! so every middleware applies (request id, security headers, CORS, request limits, the
+//! per-IP stream cap, the request log line, metrics). Its answer is written here:
+//!
+//! - an event stream: the head, then each chunk of the body as it comes, as one vectored write
+//!   of the chunk-size line, the shared frames and the CRLF (HTTP/1.1 chunked framing; an
+//!   HTTP/1.0 client gets the body delimited by the close). While it waits for its next event
+//!   the stream holds no buffer: a readiness wait on the socket sees the client go away.
+//! - anything else (401, 404, 429 …): the whole response with its length, and the connection
+//!   is closed.
+//!
+//! Everything else — h2c's preface, any other method or route, a request with a body, a head
+//! the parser refuses, one followed at once by pipelined bytes — goes to hyper exactly as
+//! before, with the bytes already read replayed first ([`Rewind`]).
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Version,
+};
+use axum::response::Response;
+use axum::Router;
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::Body as _;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tower::Service;
+
+use crate::serve::{MAX_HEADERS_PARSED, MAX_HEAD_BYTES};
+
+/// The largest non-stream answer written here (a problem document): larger ones are cut off
+/// rather than buffered without bound. No route of the stream paths answers more than a
+/// problem.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// How long a closed connection's unread request bytes are drained, so that the close does
+/// not reset the connection before the client has read the answer.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What the first bytes of a connection turned out to be.
+// Once per connection, moved out at once: boxing the request would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum First {
+    /// A stream request, parsed; its head buffer is gone.
+    Stream(Request<Body>),
+    /// Anything else, for hyper: the bytes read so far, to be read again.
+    Hyper(Bytes),
+    /// The client closed, or sent nothing whole within the timeout.
+    Nothing,
+}
+
+/// Reads the first request head of a connection within `timeout`.
+pub(crate) async fn read_head(tcp: &mut TcpStream, peer: SocketAddr, timeout: Duration) -> First {
+    let mut buf = BytesMut::new();
+    let read = async {
+        // A connection that has sent nothing yet holds no buffer.
+        if tcp.readable().await.is_err() {
+            return None;
+        }
+        buf.reserve(1024);
+        loop {
+            match tcp.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            match parse(&buf, peer) {
+                Parsed::Partial if buf.len() < MAX_HEAD_BYTES => {
+                    if buf.capacity() == buf.len() {
+                        buf.reserve(buf.len().min(MAX_HEAD_BYTES - buf.len()));
+                    }
+                }
+                other => return Some(other),
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Some(Parsed::Stream(req))) => First::Stream(req),
+        // hyper answers what we do not serve, including a head over its limit (431).
+        Ok(Some(_)) => First::Hyper(buf.freeze()),
+        // Whatever hyper would say to a head that never completed, nobody is there to read.
+        Ok(None) | Err(_) => First::Nothing,
+    }
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Partial,
+    Stream(Request<Body>),
+    Other,
+}
+
+fn parse(buf: &[u8], peer: SocketAddr) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS_PARSED];
+    let mut head = httparse::Request::new(&mut headers);
+    let len = match head.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    // Pipelined bytes belong to a next request, which only hyper serves.
+    if len != buf.len() {
+        return Parsed::Other;
+    }
+    match build(&head, peer) {
+        Some(req) => Parsed::Stream(req),
+        None => Parsed::Other,
+    }
+}
+
+/// The request, if it is one the lean path serves: a body-less `GET` of a stream route.
+fn build(head: &httparse::Request<'_, '_>, peer: SocketAddr) -> Option<Request<Body>> {
+    let version = match head.version? {
+        0 => Version::HTTP_10,
+        1 => Version::HTTP_11,
+        _ => return None,
+    };
+    if head.method? != "GET" {
+        return None;
+    }
+    let target = head.path?;
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    if !(path.starts_with("/v1/") && path.ends_with("/events")) {
+        return None;
+    }
+    let mut headers = HeaderMap::with_capacity(head.headers.len());
+    for h in head.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        // A body, an upgrade or an expectation is hyper's to handle.
+        if name == header::CONTENT_LENGTH && h.value != b"0"
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::EXPECT
+        {
+            return None;
+        }
+        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    let mut req = Request::new(Body::empty());
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = target.parse().ok()?;
+    *req.version_mut() = version;
+    *req.headers_mut() = headers;
+    req.extensions_mut().insert(ConnectInfo(peer));
+    Some(req)
+}
+
+/// Answers a stream request on `tcp` through `router`, and ends the connection.
+pub(crate) async fn serve(mut tcp: TcpStream, router: Router, req: Request<Body>) {
+    let http10 = req.version() == Version::HTTP_10;
+    let response = router
+        .clone()
+        .call(req)
+        .await
+        .unwrap_or_else(|e| match e {});
+    let result = if is_event_stream(&response) {
+        stream(&mut tcp, response, http10).await
+    } else {
+        answer(&mut tcp, response, http10).await
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "stream connection ended with an error");
+        return;
+    }
+    linger(tcp).await;
+}
+
+fn is_event_stream(response: &Response) -> bool {
+    response.status().is_success()
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// The status line and header fields, and the framing of the body after them.
+fn head(status: StatusCode, headers: &HeaderMap, http10: bool, framing: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if matches!(
+            *name,
+            header::CONNECTION | header::CONTENT_LENGTH | header::TRANSFER_ENCODING
+        ) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(framing.as_bytes());
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out
+}
+
+/// Writes an event stream's head and then its body as it comes, until the body ends (the
+/// stream ended on our side: drain, access revoked …) or the client goes away.
+async fn stream(tcp: &mut TcpStream, response: Response, http10: bool) -> io::Result<()> {
+    let framing = if http10 {
+        ""
+    } else {
+        "transfer-encoding: chunked\r\n"
+    };
+    let head = head(response.status(), response.headers(), http10, framing);
+    tcp.write_all(&head).await?;
+    drop(head);
+    let mut body = response.into_body();
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
+            gone = client_gone(tcp) => {
+                gone?;
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+        };
+        let data = match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            None => break,
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if http10 {
+            tcp.write_all(&data).await?;
+        } else {
+            write_chunk(tcp, &data).await?;
+        }
+    }
+    // The stream ended on our side: end the body, and the connection after it.
+    if !http10 {
+        tcp.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+/// Resolves when the client has closed or reset the connection. Bytes it sends meanwhile (it
+/// should send none) are read and dropped, a few at a time, into a buffer that exists only
+/// while they are read.
+async fn client_gone(tcp: &TcpStream) -> io::Result<()> {
+    loop {
+        tcp.readable().await?;
+        let mut sink = [0u8; 64];
+        match tcp.try_read(&mut sink) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One chunk of a chunked body: its size line, the bytes and the CRLF, in one vectored write
+/// when the socket takes it all (the bytes are the shared frames themselves, never copied).
+async fn write_chunk(tcp: &mut TcpStream, data: &[u8]) -> io::Result<()> {
+    let mut size = [0u8; 18];
+    let n = size_line(&mut size, data.len());
+    let mut parts: [&[u8]; 3] = [&size[..n], data, b"\r\n"];
+    let mut first = 0;
+    while first < parts.len() {
+        let rest = &parts[first..];
+        let slices = [
+            IoSlice::new(rest[0]),
+            IoSlice::new(rest.get(1).copied().unwrap_or_default()),
+            IoSlice::new(rest.get(2).copied().unwrap_or_default()),
+        ];
+        let mut written = tcp.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while first < parts.len() && written >= parts[first].len() {
+            written -= parts[first].len();
+            first += 1;
+        }
+        if first < parts.len() {
+            parts[first] = &parts[first][written..];
+        }
+    }
+    Ok(())
+}
+
+/// Writes `len` in hex and CRLF into `out`; returns the bytes written.
+fn size_line(out: &mut [u8; 18], len: usize) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize;
+    for i in 0..digits {
+        out[digits - 1 - i] = HEX[(len >> (4 * i)) & 0xf];
+    }
+    out[digits] = b'\r';
+    out[digits + 1] = b'\n';
+    digits + 2
+}
+
+/// Writes a whole non-stream answer (a refusal, mostly) with its length.
+async fn answer(tcp: &mut TcpStream, response: Response, http10: bool) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_ANSWER_BYTES)
+        .await
+        .map_err(io::Error::other)?;
+    let framing = format!("content-length: {}\r\n", bytes.len());
+    let mut out = head(parts.status, &parts.headers, http10, &framing);
+    out.extend_from_slice(&bytes);
+    tcp.write_all(&out).await
+}
+
+/// Closes the connection after its answer: the write side first, then whatever the client
+/// still sends is read out, for at most [`LINGER`], so that the close cannot reset the
+/// connection before the client has read everything.
+async fn linger(mut tcp: TcpStream) {
+    let _ = tokio::time::timeout(LINGER, async {
+        let _ = tcp.shutdown().await;
+        let mut sink = [0u8; 256];
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// A connection handed to hyper after its first bytes were read here: those bytes are read
+/// again first.
+pub(crate) struct Rewind {
+    pre: Bytes,
+    io: TcpStream,
+}
+
+impl Rewind {
+    pub(crate) fn new(pre: Bytes, io: TcpStream) -> Self {
+        Self { pre, io }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            buf.put_slice(&self.pre[..n]);
+            self.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    #[test]
+    fn size_lines_are_hex() {
+        let mut out = [0u8; 18];
+        for (len, want) in [
+            (0, "0\r\n"),
+            (9, "9\r\n"),
+            (16, "10\r\n"),
+            (0xabc, "abc\r\n"),
+        ] {
+            let n = size_line(&mut out, len);
+            assert_eq!(std::str::from_utf8(&out[..n]).unwrap(), want);
+        }
+        let n = size_line(&mut out, usize::MAX);
+        assert_eq!(n, 18);
+    }
+
+    #[test]
+    fn only_body_less_stream_gets_are_served_here() {
+        let lean = |raw: &str| matches!(parse(raw.as_bytes(), peer()), Parsed::Stream(_));
+        assert!(lean(
+            "GET /v1/acme/channels/a/events HTTP/1.1\r\nhost: x\r\n\r\n"
+        ));
+        assert!(lean("GET /v1/acme/events?channel=a HTTP/1.0\r\n\r\n"));
+        assert!(!lean("POST /v1/acme/channels/a/events HTTP/1.1\r\n\r\n"));
+        assert!(!lean("GET /v1/acme/channels/a HTTP/1.1\r\n\r\n"));
+        assert!(!lean(
+            "GET /v1/acme/events HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"
+        ));
+        assert!(!lean(
+            "GET /v1/acme/events HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+        ));
+        assert!(!lean(
+            "GET /v1/acme/events HTTP/1.1\r\nupgrade: h2c\r\n\r\n"
+        ));
+        assert!(!lean(
+            "GET /v1/acme/events HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+        ));
+        assert!(!lean("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        assert!(matches!(
+            parse(b"GET /v1/acme/events HTTP/1.1\r\nhost:", peer()),
+            Parsed::Partial
+        ));
+    }
+}
