@@ -1,18 +1,19 @@
 //! `herald-loadgen`: the load generator of `cargo xtask bench`.
 //!
 //! One thread, one tokio runtime, a minimal HTTP/1.1 reader per subscriber (connections spread
-//! over source addresses 127.0.0.2–251), one pipelined publisher, and a check of every event's
-//! sequence number per subscriber. Each run prints one JSON object: the server's CPU time and
+//! over source addresses 127.0.0.2–251), a publisher of several pipelined connections (each
+//! owning a fixed share of the channels), and a check of every event's sequence number per
+//! subscriber. Each run prints one JSON object: the server's CPU time and
 //! memory read from `/proc` for the pids it is given, and the generator's own CPU share, so a
 //! saturated generator is never mistaken for a slow server.
 //!
 //! ```text
 //! herald-loadgen setup-herald --server ADDR                      → prints tenant and key
 //! herald-loadgen fanout    --target T --server ADDR --pids P [--channels C --subscribers S
-//!                          --rate R --seconds D --size B]
+//!                          --rate R --seconds D --size B --publishers N]
 //! herald-loadgen idle      --target T --server ADDR --pids P --streams N [--channels C]
 //! herald-loadgen reconnect --target T --server ADDR --pids P --streams N --channels C
-//!                          [--events E --back K]
+//!                          [--events E --back K --publishers N]
 //! ```
 
 mod http;
@@ -40,6 +41,9 @@ use crate::target::Target;
 
 /// Connections opened at once while a scenario sets up.
 const CONNECTING: usize = 256;
+/// How far (a fraction of the rate, or of the run's length in lag) the publisher may fall
+/// behind before a run counts as generator-limited.
+pub(crate) const GENERATOR_TOLERANCE: f64 = 0.03;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -264,6 +268,7 @@ async fn fanout(flags: &Flags) -> Result<Value> {
     let rate: f64 = flags.num("rate", 200.0)?;
     let seconds: f64 = flags.num("seconds", 10.0)?;
     let size: usize = flags.num("size", 256)?;
+    let connections: usize = flags.num("publishers", publisher::DEFAULT_CONNECTIONS)?;
     let names = channels(n_channels);
     let per_channel = ((rate * seconds) / n_channels as f64).ceil().max(1.0) as u64;
 
@@ -286,7 +291,15 @@ async fn fanout(flags: &Flags) -> Result<Value> {
 
     let me = std::process::id();
     let (cpu0, gen0, wall0) = (sum(&pids, cpu_seconds)?, cpu_seconds(me)?, Instant::now());
-    let published = publisher::run(run.shared.clone(), &names, per_channel, rate, size).await?;
+    let published = publisher::run(
+        run.shared.clone(),
+        &names,
+        per_channel,
+        rate,
+        size,
+        connections,
+    )
+    .await?;
     let complete = run
         .finish(Duration::from_secs(10), n_channels * per_channel_subs)
         .await;
@@ -308,10 +321,14 @@ async fn fanout(flags: &Flags) -> Result<Value> {
         "accepted": published.accepted,
         "refused": published.refused,
         "first_refusal": published.first_refusal,
+        "publisher_connections": published.connections,
         "publisher_reconnects": published.reconnects,
         "resent": published.resent,
         "resent_unsure": published.resent_unsure,
+        "publisher_rate": published.achieved_rate,
         "publisher_worst_lag_ms": published.worst_lag_ms,
+        // The publisher did not offer the rate asked for: a generator figure, not a server one.
+        "generator_limited": published.fell_behind(rate, seconds, GENERATOR_TOLERANCE),
         "expected_deliveries": expected,
         "delivered": delivered,
         "complete": complete && delivered == expected,
@@ -410,6 +427,7 @@ async fn reconnect(flags: &Flags) -> Result<Value> {
     let events: u64 = flags.num("events", 100)?;
     let back: u64 = flags.num("back", 50)?;
     let rate: f64 = flags.num("rate", 5000.0)?;
+    let connections: usize = flags.num("publishers", publisher::DEFAULT_CONNECTIONS)?;
     let names = channels(n_channels);
     let resume_after = events - back - 1;
 
@@ -427,7 +445,8 @@ async fn reconnect(flags: &Flags) -> Result<Value> {
         })
         .collect();
     run.subscribe(plans, Duration::from_secs(120)).await?;
-    let published = publisher::run(run.shared.clone(), &names, events, rate, 256).await?;
+    let published =
+        publisher::run(run.shared.clone(), &names, events, rate, 256, connections).await?;
     if published.refused > 0 {
         bail!("the server refused publishes of the first pass: {published:?}");
     }
@@ -499,9 +518,13 @@ async fn reconnect(flags: &Flags) -> Result<Value> {
         "server_cpu_s": cpu1 - cpu0,
         "generator_core_share": (gen1 - gen0) / took.as_secs_f64(),
         "foreign_frames": again.shared.totals.foreign.load(Relaxed),
+        "publisher_connections": published.connections,
         "publisher_reconnects": published.reconnects,
         "resent": published.resent,
         "resent_unsure": published.resent_unsure,
+        // The first pass only fills the history: its pace does not change what is measured.
+        "publisher_rate": published.achieved_rate,
+        "publisher_worst_lag_ms": published.worst_lag_ms,
         "streams_detail": summarize(&outcomes),
     }))
 }

@@ -1,7 +1,12 @@
-//! One pipelined HTTP/1.1 connection that publishes on a schedule. Requests go out in order on
-//! one connection, so every channel's events reach the server in sequence order however fast
-//! the rate; responses are read concurrently and counted. Events whose time has come are
-//! written together, so the publisher never needs a timer tick per event.
+//! Pipelined HTTP/1.1 connections that publish on a schedule. A server answers one
+//! connection's requests one at a time, so one connection caps the publish rate at one over
+//! the time of a publish; several connections lift that cap. Each connection owns a fixed
+//! subset of the channels (channel `c` of `n` goes to connection `c % connections`) and its
+//! requests go out in order, so every channel's events reach the server in sequence order
+//! however fast the rate; responses are read concurrently and counted. Events whose time has
+//! come are written together, so the publisher never needs a timer tick per event. Each event's
+//! payload is stamped when its request is written, so latency is measured from the moment the
+//! event left the generator, not from its scheduled time.
 //!
 //! A server may close a kept-alive connection (nginx does after `keepalive_requests`). Then
 //! the publisher connects again and sends, in their order, the requests that were never
@@ -19,7 +24,10 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -33,10 +41,12 @@ use crate::stats::since_start;
 use crate::subscriber::Shared;
 use crate::target::payload;
 
-/// Requests written but not yet answered, at most.
+/// Requests written but not yet answered on one connection, at most.
 const IN_FLIGHT: usize = 4096;
-/// Connections the publisher may open in one run; more means the server keeps closing them.
+/// Connections one lane may open in one run; more means the server keeps closing them.
 const MAX_CONNECTIONS: u64 = 1000;
+/// Publishing connections when a scenario does not say.
+pub const DEFAULT_CONNECTIONS: usize = 4;
 
 #[derive(Debug, Default)]
 pub struct Published {
@@ -44,7 +54,9 @@ pub struct Published {
     pub sent: u64,
     pub accepted: u64,
     pub refused: u64,
-    /// Connections the publisher had to open after the first.
+    /// Publishing connections used at once (at most one per channel).
+    pub connections: usize,
+    /// Connections the publisher had to open after the first of each lane.
     pub reconnects: u64,
     /// Requests sent again after the server announced its close: never processed before.
     pub resent: u64,
@@ -52,15 +64,28 @@ pub struct Published {
     pub resent_unsure: u64,
     /// The furthest the publisher fell behind its schedule, in ms (it cannot keep up when high).
     pub worst_lag_ms: f64,
+    /// Events answered per second, from the first event's due time to the last answer: the
+    /// rate the server was actually offered, to compare with the one requested.
+    pub achieved_rate: f64,
     /// The first refusal's status, for the report.
     pub first_refusal: Option<u16>,
+}
+
+impl Published {
+    /// Whether the publisher fell more than `tolerance` (a fraction) behind its schedule, in
+    /// rate or in lag over a run of `seconds`: then the run measured the generator (or the
+    /// server's answers to one connection), not the server's fan-out at the rate requested.
+    pub fn fell_behind(&self, rate: f64, seconds: f64, tolerance: f64) -> bool {
+        self.achieved_rate < rate * (1.0 - tolerance)
+            || self.worst_lag_ms > seconds * 1000.0 * tolerance
+    }
 }
 
 /// What the writer and the reader of one connection share: the events in flight, in order.
 struct Flight {
     /// Indices of the events written (or being written) and not yet answered.
     unanswered: VecDeque<u64>,
-    /// The next event index never written yet.
+    /// The next event index of this lane never written yet.
     next: u64,
     worst_lag_ms: f64,
 }
@@ -74,40 +99,97 @@ enum End {
 }
 
 /// Publishes `per_channel` events to each of `channels`, round robin, `rate` events per second
-/// in total.
+/// in total, over `connections` connections (at most one per channel).
 pub async fn run(
     shared: Arc<Shared>,
     channels: &[String],
     per_channel: u64,
     rate: f64,
     size: usize,
+    connections: usize,
 ) -> Result<Published> {
-    let total = per_channel * channels.len() as u64;
+    let lanes = connections.clamp(1, channels.len().max(1));
+    let schedule = Schedule {
+        shared: &shared,
+        channels,
+        rate,
+        size,
+        total: per_channel * channels.len() as u64,
+        begin: Instant::now(),
+        lanes: lanes as u64,
+    };
+    let ends = join_all((0..lanes as u64).map(|lane| publish_lane(&schedule, lane))).await;
+    let mut published = Published {
+        connections: lanes,
+        ..Published::default()
+    };
+    let mut finished = schedule.begin;
+    for end in ends {
+        let (lane, last_answer) = end?;
+        finished = finished.max(last_answer);
+        published.sent += lane.sent;
+        published.accepted += lane.accepted;
+        published.refused += lane.refused;
+        published.reconnects += lane.reconnects;
+        published.resent += lane.resent;
+        published.resent_unsure += lane.resent_unsure;
+        published.worst_lag_ms = published.worst_lag_ms.max(lane.worst_lag_ms);
+        published.first_refusal = published.first_refusal.or(lane.first_refusal);
+    }
+    let took = (finished - schedule.begin).as_secs_f64();
+    published.achieved_rate = if took > 0.0 {
+        published.sent as f64 / took
+    } else {
+        rate
+    };
+    Ok(published)
+}
+
+/// Polls every future in turn until all are ready, in one task: the lanes share `&Schedule`
+/// and their `RefCell`s, which a spawned task could not borrow.
+async fn join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+/// One connection's share of the events, reconnecting as needed; returns its counts and when
+/// its last answer came.
+async fn publish_lane(schedule: &Schedule<'_>, lane: u64) -> Result<(Published, Instant)> {
+    let total = schedule.lane_total(lane);
     let mut published = Published {
         sent: total,
         ..Published::default()
     };
     let flight = RefCell::new(Flight {
         unanswered: VecDeque::new(),
-        next: 0,
+        next: schedule.next_of(lane, 0),
         worst_lag_ms: 0.0,
     });
     let answered = Notify::new();
-    let begin = Instant::now();
-    let schedule = Schedule {
-        shared: &shared,
-        channels,
-        rate,
-        size,
-        total,
-        begin,
-    };
     loop {
-        let mut conn = http::connect(shared.target.server, 1).await?;
+        let mut conn = http::connect(schedule.shared.target.server, 1).await?;
         let (mut rd, mut wr) = conn.split();
         let end = tokio::select! {
             end = read_answers(&mut rd, &flight, &answered, total, &mut published) => end?,
-            never = write_requests(&mut wr, &flight, &answered, &schedule) => match never {},
+            never = write_requests(&mut wr, &flight, &answered, schedule, lane) => match never {},
         };
         match end {
             End::Done => break,
@@ -129,7 +211,7 @@ pub async fn run(
         }
     }
     published.worst_lag_ms = flight.borrow().worst_lag_ms;
-    Ok(published)
+    Ok((published, Instant::now()))
 }
 
 /// What every event's request is made of.
@@ -140,9 +222,30 @@ struct Schedule<'a> {
     size: usize,
     total: u64,
     begin: Instant,
+    lanes: u64,
 }
 
 impl Schedule<'_> {
+    /// The connection that publishes event `i`: always the same for one channel.
+    fn lane_of(&self, i: u64) -> u64 {
+        (i % self.channels.len() as u64) % self.lanes
+    }
+
+    /// The first event from `i` on that `lane` publishes, or `total` when there is none.
+    fn next_of(&self, lane: u64, mut i: u64) -> u64 {
+        while i < self.total && self.lane_of(i) != lane {
+            i += 1;
+        }
+        i
+    }
+
+    /// How many events `lane` publishes: its channels' share.
+    fn lane_total(&self, lane: u64) -> u64 {
+        let n = self.channels.len() as u64;
+        let owned = (0..n).filter(|c| c % self.lanes == lane).count() as u64;
+        owned * (self.total / n.max(1))
+    }
+
     fn due(&self, i: u64) -> Instant {
         self.begin + Duration::from_secs_f64(i as f64 / self.rate)
     }
@@ -165,6 +268,7 @@ async fn write_requests(
     flight: &RefCell<Flight>,
     answered: &Notify,
     schedule: &Schedule<'_>,
+    lane: u64,
 ) -> std::convert::Infallible {
     let mut out = Vec::with_capacity(64 * 1024);
     // The resends: overdue already, so their send time is now.
@@ -174,7 +278,7 @@ async fn write_requests(
         schedule.request(&mut out, i, stamp);
     }
     if wr.write_all(&out).await.is_ok() {
-        let _ = write_new(wr, flight, answered, schedule, &mut out).await;
+        let _ = write_new(wr, flight, answered, schedule, lane, &mut out).await;
     }
     std::future::pending().await
 }
@@ -184,6 +288,7 @@ async fn write_new(
     flight: &RefCell<Flight>,
     answered: &Notify,
     schedule: &Schedule<'_>,
+    lane: u64,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     loop {
@@ -219,7 +324,7 @@ async fn write_new(
                 let i = f.next;
                 schedule.request(out, i, stamp);
                 f.unanswered.push_back(i);
-                f.next += 1;
+                f.next = schedule.next_of(lane, i + 1);
             }
         }
         wr.write_all(out).await?;
@@ -361,13 +466,14 @@ mod tests {
         Dropped { read: usize, answered: usize },
     }
 
-    /// Reads Nchan-style publishes from one connection; returns each one's sequence number as
-    /// it is read, and answers as `answer` says (`true`: with `Connection: close`, then stop).
+    /// Reads Nchan-style publishes from one connection; returns each one's channel and
+    /// sequence number as it is read, and answers as `answer` says (`true`: with
+    /// `Connection: close`, then stop).
     async fn serve(
         mut conn: tokio::net::TcpStream,
         read_at_most: usize,
         answer: impl Fn(usize) -> Option<bool>,
-    ) -> Vec<u64> {
+    ) -> Vec<(String, u64)> {
         let mut seqs = Vec::new();
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -388,9 +494,15 @@ mod tests {
                 let n = conn.read(&mut chunk).await.unwrap();
                 buf.extend_from_slice(&chunk[..n]);
             }
+            let head = String::from_utf8_lossy(&buf[..end]);
+            let channel = head
+                .strip_prefix("POST /pub/")
+                .and_then(|rest| rest.split(' ').next())
+                .unwrap()
+                .to_owned();
             let (seq, _) = parse_payload(&buf[end + 4..end + 4 + len]).unwrap();
             buf.drain(..end + 4 + len);
-            seqs.push(seq);
+            seqs.push((channel, seq));
             if let Some(close) = answer(seqs.len()) {
                 let extra = if close { "Connection: close\r\n" } else { "" };
                 let reply = format!("HTTP/1.1 201 Created\r\n{extra}Content-Length: 2\r\n\r\nok");
@@ -420,10 +532,22 @@ mod tests {
             };
             let (conn, _) = listener.accept().await.unwrap();
             seen.extend(serve(conn, usize::MAX, |_| Some(false)).await);
-            seen
+            seen.into_iter().map(|(_, seq)| seq).collect::<Vec<_>>()
         });
+        let published = run(shared(server), &["c0".to_owned()], 20, 100_000.0, 64, 1)
+            .await
+            .unwrap();
+        // The publisher closed its connection on returning: the fake server's last read ends.
+        let seen = tokio::time::timeout(Duration::from_secs(5), fake)
+            .await
+            .expect("the fake server ends")
+            .unwrap();
+        (published, seen)
+    }
+
+    fn shared(server: std::net::SocketAddr) -> Arc<Shared> {
         let (_stop, rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
+        Arc::new(Shared {
             target: Target {
                 server,
                 kind: Kind::Nchan,
@@ -433,16 +557,97 @@ mod tests {
             connected: Gate::default(),
             finished: Gate::default(),
             stop: rx,
+        })
+    }
+
+    #[tokio::test]
+    async fn several_connections_keep_each_channel_on_one_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        // Every connection is served concurrently and answers each request as it reads it.
+        let fake = tokio::spawn(async move {
+            let mut served = Vec::new();
+            for _ in 0..3 {
+                let (conn, _) = listener.accept().await.unwrap();
+                served.push(tokio::spawn(serve(conn, usize::MAX, |_| Some(false))));
+            }
+            let mut seen = Vec::new();
+            for s in served {
+                seen.push(s.await.unwrap());
+            }
+            seen
         });
-        let published = run(shared, &["c0".to_owned()], 20, 100_000.0, 64)
+        let channels: Vec<String> = (0..7).map(|c| format!("c{c}")).collect();
+        let published = run(shared(server), &channels, 30, 100_000.0, 64, 3)
             .await
             .unwrap();
-        // The publisher closed its connection on returning: the fake server's last read ends.
+        assert_eq!(published.connections, 3);
+        assert_eq!(published.sent, 7 * 30);
+        assert_eq!(published.accepted, 7 * 30);
+        assert_eq!(published.reconnects, 0);
         let seen = tokio::time::timeout(Duration::from_secs(5), fake)
             .await
             .expect("the fake server ends")
             .unwrap();
-        (published, seen)
+        let mut owner = std::collections::HashMap::new();
+        for (conn, requests) in seen.iter().enumerate() {
+            assert!(!requests.is_empty(), "connection {conn} published nothing");
+            for (channel, _) in requests {
+                let first = *owner.entry(channel.clone()).or_insert(conn);
+                assert_eq!(first, conn, "{channel} came over two connections");
+            }
+        }
+        // Each channel's events came over its one connection as 0, 1, 2, … with none missing.
+        for channel in &channels {
+            let conn = owner[channel];
+            let seqs: Vec<u64> = seen[conn]
+                .iter()
+                .filter(|(c, _)| c == channel)
+                .map(|(_, seq)| *seq)
+                .collect();
+            assert_eq!(seqs, (0..30).collect::<Vec<_>>(), "{channel}");
+        }
+    }
+
+    #[tokio::test]
+    async fn one_channel_stays_on_one_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let fake = tokio::spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            serve(conn, usize::MAX, |_| Some(false)).await
+        });
+        let published = run(shared(server), &["c0".to_owned()], 50, 100_000.0, 64, 4)
+            .await
+            .unwrap();
+        assert_eq!(published.connections, 1);
+        let seen = tokio::time::timeout(Duration::from_secs(5), fake)
+            .await
+            .expect("the fake server ends")
+            .unwrap();
+        let seqs: Vec<u64> = seen.into_iter().map(|(_, seq)| seq).collect();
+        assert_eq!(seqs, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_publisher_behind_its_rate_or_its_schedule_fell_behind() {
+        let on_time = Published {
+            achieved_rate: 199.0,
+            worst_lag_ms: 20.0,
+            ..Published::default()
+        };
+        assert!(!on_time.fell_behind(200.0, 5.0, 0.03));
+        let slow = Published {
+            achieved_rate: 180.0,
+            ..on_time
+        };
+        assert!(slow.fell_behind(200.0, 5.0, 0.03));
+        let late = Published {
+            achieved_rate: 200.0,
+            worst_lag_ms: 400.0,
+            ..Published::default()
+        };
+        assert!(late.fell_behind(200.0, 5.0, 0.03));
     }
 
     #[tokio::test]

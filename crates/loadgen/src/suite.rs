@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
-use crate::Flags;
+use crate::{Flags, GENERATOR_TOLERANCE};
 
 /// One server under test.
 struct Server {
@@ -246,6 +246,8 @@ fn attempt(server: &Server, name: &str, args: &[(&str, String)], smoke: bool) ->
 fn compact(v: &Value) -> String {
     let keys = [
         "rate",
+        "publisher_rate",
+        "generator_limited",
         "delivered",
         "lost",
         "duplicated",
@@ -275,6 +277,12 @@ fn clean(v: &Value, p99_ms_max: Option<f64>) -> bool {
         && v["duplicated"] == 0
         && v["foreign_frames"] == 0
         && p99_ms_max.is_none_or(|max| v["p99_ms"].as_f64().is_some_and(|p| p <= max))
+}
+
+/// Whether a run's publisher fell behind the rate asked for: its figures are the generator's,
+/// never the server's.
+fn limited(v: &Value) -> bool {
+    v["generator_limited"] == true
 }
 
 /// The highest rate with a clean run (and that run's index), if any, and every run of the
@@ -329,7 +337,9 @@ async fn measure(server: &Server, smoke: bool) -> Result<Figures> {
                 ],
                 smoke,
             )?;
-            let ok = clean(&v, Some(100.0));
+            // A run the publisher could not drive at its rate says nothing of the server: the
+            // ladder stops there, and the report says it was the generator.
+            let ok = clean(&v, Some(100.0)) && !limited(&v);
             runs.push(v);
             if !ok {
                 break;
@@ -502,33 +512,60 @@ fn num(v: &Option<Value>, key: &str) -> Option<f64> {
     v.as_ref().and_then(|v| v[key].as_f64())
 }
 
+/// Whether a table row's figure came from a run whose publisher fell behind its rate.
+#[derive(Clone, Copy)]
+enum Behind {
+    No,
+    /// The run's figures are the generator's: not shown as the server's.
+    Run,
+    /// The ladder stopped at a rate the publisher could not drive: its figure is a floor.
+    Above,
+}
+
+impl Behind {
+    fn of(run: &Option<Value>) -> Self {
+        if run.as_ref().is_some_and(limited) {
+            Self::Run
+        } else {
+            Self::No
+        }
+    }
+}
+
 fn render(results: &[(&str, Figures)], smoke: bool) -> String {
     type Row = (
         &'static str,
         fn(&Figures) -> Option<f64>,
         &'static str,
-        bool,
+        fn(&Figures) -> Behind,
     );
-    // (what, figure, unit, lower is better)
+    // (what, figure, unit, whether its run's publisher fell behind)
+    let cpu = |f: &Figures| Behind::of(&f.cpu);
+    let channels = |f: &Figures| Behind::of(&f.channels);
+    let ladder = |f: &Figures| match &f.max_rate {
+        Some((_, runs)) if runs.last().is_some_and(limited) => Behind::Above,
+        _ => Behind::No,
+    };
+    let none = |_: &Figures| Behind::No;
     let rows: [Row; 15] = [
         (
             "server CPU per delivery, 1 × 2,000 at 200/s",
             |f| num(&f.cpu, "server_us_per_delivery"),
             "µs",
-            true,
+            cpu,
         ),
-        ("  p99 at that load", |f| num(&f.cpu, "p99_ms"), "ms", true),
+        ("  p99 at that load", |f| num(&f.cpu, "p99_ms"), "ms", cpu),
         (
             "  server core share in that run",
             |f| num(&f.cpu, "server_core_share"),
             "cores",
-            true,
+            cpu,
         ),
         (
             "  generator core share in that run",
             |f| num(&f.cpu, "generator_core_share"),
             "cores",
-            true,
+            cpu,
         ),
         (
             "highest rate, 1 × 2,000, p99 ≤ 100 ms, nothing lost",
@@ -538,7 +575,7 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
                     .map(|(best, _)| best.map_or(0.0, |(rate, _)| rate))
             },
             "events/s",
-            false,
+            ladder,
         ),
         (
             "  generator core share at that rate",
@@ -547,44 +584,44 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
                 runs.get(best.as_ref()?.1)?["generator_core_share"].as_f64()
             },
             "cores",
-            true,
+            none,
         ),
         (
             "memory per idle stream (RSS / streams, 10,000)",
             |f| num(&f.idle, "kib_per_stream"),
             "KiB",
-            true,
+            none,
         ),
         (
             "  added memory per idle stream",
             |f| num(&f.idle, "delta_kib_per_stream"),
             "KiB",
-            true,
+            none,
         ),
         (
             "  server core share holding them idle",
             |f| num(&f.idle, "server_core_share_while_idle"),
             "cores",
-            true,
+            none,
         ),
         (
             "publish→receive, 1,000 × 5 at 2,000/s, p50",
             |f| num(&f.channels, "p50_ms"),
             "ms",
-            true,
+            channels,
         ),
-        ("  p99", |f| num(&f.channels, "p99_ms"), "ms", true),
+        ("  p99", |f| num(&f.channels, "p99_ms"), "ms", channels),
         (
             "  server CPU per event (publish and its 5 deliveries)",
             |f| num(&f.channels, "server_us_per_event"),
             "µs",
-            true,
+            channels,
         ),
         (
             "  generator core share in that run",
             |f| num(&f.channels, "generator_core_share"),
             "cores",
-            true,
+            channels,
         ),
         (
             "10,000 resume 50 back: all exact after",
@@ -596,13 +633,13 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
                 })
             },
             "s",
-            true,
+            none,
         ),
         (
             "  generator core share while resuming",
             |f| num(&f.reconnect, "generator_core_share"),
             "cores",
-            true,
+            none,
         ),
     ];
     let nchan = get(results, "nchan");
@@ -617,23 +654,31 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
                 .to_owned()
         })
     };
-    for (what, figure, unit, _) in rows {
-        let peer = nchan.and_then(figure);
+    for (what, figure, unit, behind) in rows {
+        // A generator-limited run of Nchan's is no figure to compare with either.
+        let peer = nchan
+            .filter(|f| !matches!(behind(f), Behind::Run))
+            .and_then(figure);
         let cell = |name: &str| {
-            let mine = get(results, name).and_then(figure);
+            let Some(f) = get(results, name) else {
+                return ("—".to_owned(), "—".to_owned());
+            };
+            let mine = figure(f);
             let ratio = match (mine, peer) {
                 (Some(m), Some(p)) if p != 0.0 => format!("{:.2}×", m / p),
                 _ => "—".to_owned(),
             };
-            (fmt(mine), ratio)
+            match behind(f) {
+                Behind::No => (fmt(mine), ratio),
+                Behind::Run => ("generator-limited".to_owned(), "—".to_owned()),
+                // The last rate the publisher kept up with bounds the server's from below.
+                Behind::Above => (format!("≥ {} (generator-limited above)", fmt(mine)), ratio),
+            }
         };
         let (e, er) = cell("herald-embedded");
         let (r, rr) = cell("herald-redis");
-        let _ = writeln!(
-            out,
-            "| {what} | {unit} | {e} | {er} | {r} | {rr} | {} |",
-            fmt(peer)
-        );
+        let (n, _) = cell("nchan");
+        let _ = writeln!(out, "| {what} | {unit} | {e} | {er} | {r} | {rr} | {n} |");
     }
     let mut notes = Vec::new();
     for (name, f) in results {
@@ -644,6 +689,19 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
             ));
         }
         for v in f.all() {
+            if limited(v) {
+                notes.push(format!(
+                    "- {name} {} {} × {} at {}/s: GENERATOR-LIMITED: the publisher offered {:.0}/s \
+                     over {} connection(s), worst {:.0} ms behind its schedule; not a server figure",
+                    v["scenario"],
+                    v["channels"],
+                    v["subscribers_per_channel"],
+                    v["rate"],
+                    v["publisher_rate"].as_f64().unwrap_or(0.0),
+                    v["publisher_connections"],
+                    v["publisher_worst_lag_ms"].as_f64().unwrap_or(0.0),
+                ));
+            }
             if let Some(why) = v["failed"].as_str() {
                 notes.push(format!("- {name} {}: FAILED: {why}", v["scenario"]));
             } else if v["scenario"] == "fanout" && !clean(v, None) {
@@ -767,6 +825,36 @@ fn markdown(
     );
     let _ = writeln!(md, "- Each server pinned to core 0 (`taskset -c 0`), the load generator (`herald-loadgen`, one thread) to core 1. 256-byte events. Herald runs `herald serve` on SQLite with `bench/plans.toml`; \"+ Redis\" adds `--redis-url`. Nchan runs `bench/nchan.conf`.\n");
     let _ = writeln!(md, "{table}");
+    let _ = writeln!(
+        md,
+        "## The publisher\n\nWhat the publisher offered in each fan-out run: a run more than {:.0} % \
+         below its rate, or further behind its schedule than {:.0} % of its length, is \
+         generator-limited and none of its figures is counted as the server's. Each connection \
+         owns a fixed share of the channels (so one channel always has one connection).\n",
+        GENERATOR_TOLERANCE * 100.0,
+        GENERATOR_TOLERANCE * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "| server | channels × subscribers | requested/s | offered/s | worst lag ms | connections | generator-limited |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for (name, f) in results {
+        for v in f.all().into_iter().filter(|v| v["scenario"] == "fanout") {
+            let _ = writeln!(
+                md,
+                "| {name} | {} × {} | {} | {:.0} | {:.1} | {} | {} |",
+                v["channels"],
+                v["subscribers_per_channel"],
+                v["rate"],
+                v["publisher_rate"].as_f64().unwrap_or(0.0),
+                v["publisher_worst_lag_ms"].as_f64().unwrap_or(0.0),
+                v["publisher_connections"],
+                if limited(v) { "**yes**" } else { "no" }
+            );
+        }
+    }
+    let _ = writeln!(md);
     let _ = writeln!(md, "## Every run\n\nOne JSON object per scenario run, as the generator printed it (`generator_core_share` near 1.0 would mean the generator, not the server, was the limit).\n");
     for (name, f) in results {
         let _ = writeln!(md, "### {name}\n\n```");
