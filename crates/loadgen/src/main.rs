@@ -10,7 +10,7 @@
 //! ```text
 //! herald-loadgen setup-herald --server ADDR                      → prints tenant and key
 //! herald-loadgen fanout    --target T --server ADDR --pids P [--channels C --subscribers S
-//!                          --rate R --seconds D --size B --publishers N]
+//!                          --rate R --seconds D --size B --publishers N --batch E]
 //! herald-loadgen idle      --target T --server ADDR --pids P --streams N [--channels C]
 //! herald-loadgen reconnect --target T --server ADDR --pids P --streams N --channels C
 //!                          [--events E --back K --publishers N]
@@ -269,6 +269,7 @@ async fn fanout(flags: &Flags) -> Result<Value> {
     let seconds: f64 = flags.num("seconds", 10.0)?;
     let size: usize = flags.num("size", 256)?;
     let connections: usize = flags.num("publishers", publisher::DEFAULT_CONNECTIONS)?;
+    let batch: usize = flags.num("batch", target.max_batch())?;
     let names = channels(n_channels);
     let per_channel = ((rate * seconds) / n_channels as f64).ceil().max(1.0) as u64;
 
@@ -298,6 +299,7 @@ async fn fanout(flags: &Flags) -> Result<Value> {
         rate,
         size,
         connections,
+        batch,
     )
     .await?;
     let complete = run
@@ -322,6 +324,8 @@ async fn fanout(flags: &Flags) -> Result<Value> {
         "refused": published.refused,
         "first_refusal": published.first_refusal,
         "publisher_connections": published.connections,
+        "publisher_requests": published.requests,
+        "events_per_request": published.sent as f64 / published.requests.max(1) as f64,
         "publisher_reconnects": published.reconnects,
         "resent": published.resent,
         "resent_unsure": published.resent_unsure,
@@ -445,8 +449,16 @@ async fn reconnect(flags: &Flags) -> Result<Value> {
         })
         .collect();
     run.subscribe(plans, Duration::from_secs(120)).await?;
-    let published =
-        publisher::run(run.shared.clone(), &names, events, rate, 256, connections).await?;
+    let published = publisher::run(
+        run.shared.clone(),
+        &names,
+        events,
+        rate,
+        256,
+        connections,
+        1,
+    )
+    .await?;
     if published.refused > 0 {
         bail!("the server refused publishes of the first pass: {published:?}");
     }

@@ -43,6 +43,10 @@ use crate::target::payload;
 
 /// Requests written but not yet answered on one connection, at most.
 const IN_FLIGHT: usize = 4096;
+/// Batch requests in flight on one connection, at most. A shallow pipeline is what makes
+/// batches form: events that come due while it is full wait in the publisher and go together
+/// in the next request, instead of queueing one request each in the server's socket buffer.
+const BATCH_DEPTH: usize = 2;
 /// Connections one lane may open in one run; more means the server keeps closing them.
 const MAX_CONNECTIONS: u64 = 1000;
 /// Publishing connections when a scenario does not say.
@@ -67,6 +71,8 @@ pub struct Published {
     /// Events answered per second, from the first event's due time to the last answer: the
     /// rate the server was actually offered, to compare with the one requested.
     pub achieved_rate: f64,
+    /// Requests answered: fewer than events when batches formed.
+    pub requests: u64,
     /// The first refusal's status, for the report.
     pub first_refusal: Option<u16>,
 }
@@ -85,6 +91,8 @@ impl Published {
 struct Flight {
     /// Indices of the events written (or being written) and not yet answered.
     unanswered: VecDeque<u64>,
+    /// How many of `unanswered`, from the front, each unanswered request carries.
+    requests: VecDeque<usize>,
     /// The next event index of this lane never written yet.
     next: u64,
     worst_lag_ms: f64,
@@ -99,7 +107,8 @@ enum End {
 }
 
 /// Publishes `per_channel` events to each of `channels`, round robin, `rate` events per second
-/// in total, over `connections` connections (at most one per channel).
+/// in total, over `connections` connections (at most one per channel), with at most `batch`
+/// events per request where the target has a batch endpoint (1: one request per event).
 pub async fn run(
     shared: Arc<Shared>,
     channels: &[String],
@@ -107,8 +116,10 @@ pub async fn run(
     rate: f64,
     size: usize,
     connections: usize,
+    batch: usize,
 ) -> Result<Published> {
     let lanes = connections.clamp(1, channels.len().max(1));
+    let batch = batch.clamp(1, shared.target.max_batch());
     let schedule = Schedule {
         shared: &shared,
         channels,
@@ -117,6 +128,7 @@ pub async fn run(
         total: per_channel * channels.len() as u64,
         begin: Instant::now(),
         lanes: lanes as u64,
+        batch,
     };
     let ends = join_all((0..lanes as u64).map(|lane| publish_lane(&schedule, lane))).await;
     let mut published = Published {
@@ -133,6 +145,7 @@ pub async fn run(
         published.reconnects += lane.reconnects;
         published.resent += lane.resent;
         published.resent_unsure += lane.resent_unsure;
+        published.requests += lane.requests;
         published.worst_lag_ms = published.worst_lag_ms.max(lane.worst_lag_ms);
         published.first_refusal = published.first_refusal.or(lane.first_refusal);
     }
@@ -180,6 +193,7 @@ async fn publish_lane(schedule: &Schedule<'_>, lane: u64) -> Result<(Published, 
     };
     let flight = RefCell::new(Flight {
         unanswered: VecDeque::new(),
+        requests: VecDeque::new(),
         next: schedule.next_of(lane, 0),
         worst_lag_ms: 0.0,
     });
@@ -223,6 +237,8 @@ struct Schedule<'a> {
     total: u64,
     begin: Instant,
     lanes: u64,
+    /// Events per request, at most.
+    batch: usize,
 }
 
 impl Schedule<'_> {
@@ -250,17 +266,36 @@ impl Schedule<'_> {
         self.begin + Duration::from_secs_f64(i as f64 / self.rate)
     }
 
-    fn request(&self, out: &mut Vec<u8>, i: u64, stamp: u64) {
+    /// Requests in flight on one connection, at most.
+    fn depth(&self) -> usize {
+        if self.batch > 1 {
+            BATCH_DEPTH
+        } else {
+            IN_FLIGHT
+        }
+    }
+
+    /// Appends the request that publishes `events`, each stamped `stamp`: a single publish for
+    /// one event (so a quiet run is measured exactly as without batching), a batch for more.
+    fn request(&self, out: &mut Vec<u8>, events: &[u64], stamp: u64) {
         let n = self.channels.len() as u64;
-        let channel = &self.channels[(i % n) as usize];
-        self.shared
-            .target
-            .publish_request(out, channel, &payload(i / n, stamp, self.size));
+        let event = |&i: &u64| {
+            let channel = self.channels[(i % n) as usize].as_str();
+            (channel, payload(i / n, stamp, self.size))
+        };
+        let target = &self.shared.target;
+        if let [one] = events {
+            let (channel, payload) = event(one);
+            target.publish_request(out, channel, &payload);
+        } else {
+            let events: Vec<(&str, String)> = events.iter().map(event).collect();
+            target.batch_request(out, &events);
+        }
     }
 }
 
 /// Writes the unanswered requests of an earlier connection, then every event as its time
-/// comes, at most [`IN_FLIGHT`] unanswered. It never returns: after the last event it waits
+/// comes, at most [`Schedule::depth`] requests unanswered. It never returns: after the last event it waits
 /// for the reader to end the connection; on a write error likewise, because only the reader
 /// can tell what the server answered before the connection broke.
 async fn write_requests(
@@ -271,11 +306,19 @@ async fn write_requests(
     lane: u64,
 ) -> std::convert::Infallible {
     let mut out = Vec::with_capacity(64 * 1024);
-    // The resends: overdue already, so their send time is now.
-    let resend: Vec<u64> = flight.borrow().unanswered.iter().copied().collect();
+    // The resends, grouped as they were first sent: overdue already, so their send time is now.
+    let (resend, groups): (Vec<u64>, Vec<usize>) = {
+        let f = flight.borrow();
+        (
+            f.unanswered.iter().copied().collect(),
+            f.requests.iter().copied().collect(),
+        )
+    };
     let stamp = since_start(schedule.shared.start);
-    for &i in &resend {
-        schedule.request(&mut out, i, stamp);
+    let mut at = 0;
+    for n in groups {
+        schedule.request(&mut out, &resend[at..at + n], stamp);
+        at += n;
     }
     if wr.write_all(&out).await.is_ok() {
         let _ = write_new(wr, flight, answered, schedule, lane, &mut out).await;
@@ -305,9 +348,10 @@ async fn write_new(
             f.worst_lag_ms = f.worst_lag_ms.max((now - due).as_secs_f64() * 1000.0);
         }
         // Everything due by now, in one write, within the window.
+        let depth = schedule.depth();
         loop {
             let waiting = answered.notified();
-            if flight.borrow().unanswered.len() < IN_FLIGHT {
+            if flight.borrow().requests.len() < depth {
                 break;
             }
             waiting.await;
@@ -317,14 +361,21 @@ async fn write_new(
         out.clear();
         {
             let mut f = flight.borrow_mut();
-            while f.next < schedule.total
-                && f.unanswered.len() < IN_FLIGHT
-                && schedule.due(f.next) <= now
+            let mut events = Vec::with_capacity(schedule.batch);
+            while f.next < schedule.total && f.requests.len() < depth && schedule.due(f.next) <= now
             {
-                let i = f.next;
-                schedule.request(out, i, stamp);
-                f.unanswered.push_back(i);
-                f.next = schedule.next_of(lane, i + 1);
+                events.clear();
+                while f.next < schedule.total
+                    && events.len() < schedule.batch
+                    && schedule.due(f.next) <= now
+                {
+                    let i = f.next;
+                    events.push(i);
+                    f.unanswered.push_back(i);
+                    f.next = schedule.next_of(lane, i + 1);
+                }
+                schedule.request(out, &events, stamp);
+                f.requests.push_back(events.len());
             }
         }
         wr.write_all(out).await?;
@@ -355,15 +406,21 @@ async fn read_answers(
             Err(e) if is_closed(&e) => return Ok(End::Closed { announced: false }),
             Err(e) => return Err(e).context("reading a publish answer"),
         }
-        let front = flight.borrow_mut().unanswered.pop_front();
-        if front.is_none() {
-            bail!("an answer to a request the publisher never sent");
-        }
+        let events = {
+            let mut f = flight.borrow_mut();
+            let Some(events) = f.requests.pop_front() else {
+                bail!("an answer to a request the publisher never sent");
+            };
+            f.unanswered.drain(..events);
+            events as u64
+        };
         answered.notify_one();
+        published.requests += 1;
+        // A batch is all or nothing: its answer is every one of its events'.
         if (200..300).contains(&head.status) {
-            published.accepted += 1;
+            published.accepted += events;
         } else {
-            published.refused += 1;
+            published.refused += events;
             published.first_refusal.get_or_insert(head.status);
         }
         if head.close && published.accepted + published.refused < total {
@@ -534,7 +591,7 @@ mod tests {
             seen.extend(serve(conn, usize::MAX, |_| Some(false)).await);
             seen.into_iter().map(|(_, seq)| seq).collect::<Vec<_>>()
         });
-        let published = run(shared(server), &["c0".to_owned()], 20, 100_000.0, 64, 1)
+        let published = run(shared(server), &["c0".to_owned()], 20, 100_000.0, 64, 1, 1)
             .await
             .unwrap();
         // The publisher closed its connection on returning: the fake server's last read ends.
@@ -578,7 +635,7 @@ mod tests {
             seen
         });
         let channels: Vec<String> = (0..7).map(|c| format!("c{c}")).collect();
-        let published = run(shared(server), &channels, 30, 100_000.0, 64, 3)
+        let published = run(shared(server), &channels, 30, 100_000.0, 64, 3, 1)
             .await
             .unwrap();
         assert_eq!(published.connections, 3);
@@ -617,7 +674,7 @@ mod tests {
             let (conn, _) = listener.accept().await.unwrap();
             serve(conn, usize::MAX, |_| Some(false)).await
         });
-        let published = run(shared(server), &["c0".to_owned()], 50, 100_000.0, 64, 4)
+        let published = run(shared(server), &["c0".to_owned()], 50, 100_000.0, 64, 4, 1)
             .await
             .unwrap();
         assert_eq!(published.connections, 1);
@@ -627,6 +684,97 @@ mod tests {
             .unwrap();
         let seqs: Vec<u64> = seen.into_iter().map(|(_, seq)| seq).collect();
         assert_eq!(seqs, (0..50).collect::<Vec<_>>());
+    }
+
+    /// A Herald-style server on one connection that takes `think` per request, as a server
+    /// busy with its fan-out would; returns every event's (channel, sequence) in the order
+    /// read and how many requests carried them.
+    async fn serve_herald(
+        mut conn: tokio::net::TcpStream,
+        think: Duration,
+    ) -> (Vec<(String, u64)>, usize) {
+        let mut seen = Vec::new();
+        let mut requests = 0;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            let Some(end) = memchr::memmem::find(&buf, b"\r\n\r\n") else {
+                let n = conn.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    return (seen, requests);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: ")?.parse().ok())
+                .unwrap();
+            while buf.len() < end + 4 + len {
+                let n = conn.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body: serde_json::Value =
+                serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap();
+            buf.drain(..end + 4 + len);
+            let path = head.split(' ').nth(1).unwrap();
+            let events = match path.strip_prefix("/v1/t/channels/") {
+                Some(rest) => {
+                    let channel = rest.strip_suffix("/events").unwrap();
+                    vec![(channel.to_owned(), body["data"].clone())]
+                }
+                None => {
+                    assert_eq!(path, "/v1/t/events");
+                    body["events"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| (e["channel"].as_str().unwrap().to_owned(), e["data"].clone()))
+                        .collect()
+                }
+            };
+            assert!((1..=100).contains(&events.len()));
+            for (channel, data) in events {
+                let (seq, _) = parse_payload(data.as_str().unwrap().as_bytes()).unwrap();
+                seen.push((channel, seq));
+            }
+            requests += 1;
+            tokio::time::sleep(think).await;
+            conn.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_form_when_the_server_is_slow_and_keep_the_channel_in_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let fake = tokio::spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            serve_herald(conn, Duration::from_millis(2)).await
+        });
+        let mut shared = shared(server);
+        Arc::get_mut(&mut shared).unwrap().target.kind = Kind::Herald {
+            tenant: "t".into(),
+            key: "k".into(),
+        };
+        // 1,000 events due within 10 ms, a server that needs 2 ms a request: one event per
+        // request would take 2 s; batches take a few dozen requests.
+        let published = run(shared, &["c0".to_owned()], 1000, 100_000.0, 64, 4, 100)
+            .await
+            .unwrap();
+        assert_eq!(published.connections, 1);
+        assert_eq!(published.accepted, 1000);
+        assert!(published.requests < 100, "{published:?}");
+        let (seen, requests) = tokio::time::timeout(Duration::from_secs(5), fake)
+            .await
+            .expect("the fake server ends")
+            .unwrap();
+        assert_eq!(requests as u64, published.requests);
+        let expected: Vec<(String, u64)> = (0..1000).map(|i| ("c0".to_owned(), i)).collect();
+        assert_eq!(seen, expected);
     }
 
     #[test]

@@ -36,6 +36,41 @@ impl Target {
         .into_bytes()
     }
 
+    /// Events one request may publish: 1 where the server has no batch endpoint (Nchan).
+    pub fn max_batch(&self) -> usize {
+        match self.kind {
+            Kind::Herald { .. } => HERALD_MAX_BATCH,
+            Kind::Nchan => 1,
+        }
+    }
+
+    /// Appends one batch publish of `events` (channel, payload) to `out`; Herald only (see
+    /// [`Target::max_batch`]).
+    pub fn batch_request(&self, out: &mut Vec<u8>, events: &[(&str, String)]) {
+        use std::io::Write;
+        let Kind::Herald { tenant, key } = &self.kind else {
+            unreachable!("a batch for a target without a batch endpoint");
+        };
+        // Payloads and channel names are plain ASCII without quotes or backslashes.
+        let mut body = Vec::with_capacity(events.len() * 300);
+        body.extend_from_slice(b"{\"events\":[");
+        for (n, (channel, payload)) in events.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            let _ = write!(body, "{{\"channel\":\"{channel}\",\"data\":\"{payload}\"}}");
+        }
+        body.extend_from_slice(b"]}");
+        let _ = write!(
+            out,
+            "POST /v1/{tenant}/events HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.server,
+            body.len()
+        );
+        out.extend_from_slice(&body);
+    }
+
     /// Appends one publish request to `out`.
     pub fn publish_request(&self, out: &mut Vec<u8>, channel: &str, payload: &str) {
         use std::io::Write;
@@ -63,6 +98,9 @@ impl Target {
         }
     }
 }
+
+/// Events in one batch publish, at most (API.md: `POST /v1/{tenant}/events`, at most 100).
+const HERALD_MAX_BATCH: usize = 100;
 
 /// The data of event `seq` sent at `micros`: `SSSSSSSSSS.TTTTTTTTTTTTT.xxxx…`, `size` bytes.
 pub fn payload(seq: u64, micros: u64, size: usize) -> String {
