@@ -692,14 +692,22 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
             if limited(v) {
                 notes.push(format!(
                     "- {name} {} {} × {} at {}/s: GENERATOR-LIMITED: the publisher offered {:.0}/s \
-                     over {} connection(s), worst {:.0} ms behind its schedule; not a server figure",
+                     over {} connection(s), {:.1} events a request, worst {:.0} ms behind its \
+                     schedule, using {:.2} of its core ({}); not a server figure",
                     v["scenario"],
                     v["channels"],
                     v["subscribers_per_channel"],
                     v["rate"],
                     v["publisher_rate"].as_f64().unwrap_or(0.0),
                     v["publisher_connections"],
+                    v["events_per_request"].as_f64().unwrap_or(0.0),
                     v["publisher_worst_lag_ms"].as_f64().unwrap_or(0.0),
+                    v["generator_core_share"].as_f64().unwrap_or(0.0),
+                    if v["generator_core_share"].as_f64().unwrap_or(0.0) < 0.9 {
+                        "not saturated: the server's answers to the publishes held it back"
+                    } else {
+                        "saturated: the generator itself was the limit"
+                    },
                 ));
             }
             if let Some(why) = v["failed"].as_str() {
