@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
+use crate::publisher::LAG_FLOOR_MS;
 use crate::{Flags, GENERATOR_TOLERANCE};
 
 /// One server under test.
@@ -725,7 +726,8 @@ fn render(results: &[(&str, Figures)], smoke: bool) -> String {
     if !notes.is_empty() {
         let _ = writeln!(
             out,
-            "\nFailed or inexact runs (a failed run's figures are \"—\" above):\n"
+            "\nFailed, inexact or generator-limited runs (a failed run's figures are \"—\" \
+             above):\n"
         );
         for n in notes {
             let _ = writeln!(out, "{n}");
@@ -836,8 +838,8 @@ fn markdown(
     let _ = writeln!(
         md,
         "## The publisher\n\nWhat the publisher offered in each fan-out run: a run more than {:.0} % \
-         below its rate, or further behind its schedule than {:.0} % of its length, is \
-         generator-limited and none of its figures is counted as the server's. Each connection \
+         below its rate, or further behind its schedule than {:.0} % of its length (and \
+         than {LAG_FLOOR_MS} ms), is generator-limited and none of its figures is counted as the server's. Each connection \
          owns a fixed share of the channels (so one channel always has one connection).\n",
         GENERATOR_TOLERANCE * 100.0,
         GENERATOR_TOLERANCE * 100.0
