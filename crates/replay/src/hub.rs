@@ -302,7 +302,11 @@ mod tests {
     #[test]
     fn a_ring_slot_is_one_pointer() {
         // Each channel preallocates HUB_CAPACITY of these: this is its idle cost.
-        assert!(std::mem::size_of::<Live>() <= 8, "{}", std::mem::size_of::<Live>());
+        assert!(
+            std::mem::size_of::<Live>() <= 8,
+            "{}",
+            std::mem::size_of::<Live>()
+        );
     }
 
     fn event(n: u64) -> LiveEvent {
