@@ -75,8 +75,9 @@ async fn a_burst_gets_exactly_the_burst_and_then_the_rate(app: TestApp) {
     let plan = TINY.replace("messages_per_day = 20", "messages_per_day = 1000");
     let app = TestApp::spawn_with(backend, |c| tiny_plan(c, &plan)).await;
     let (t, key) = app.tenant("acme").await;
-    let mut accepted = 0;
+    let mut accepted = 0u32;
     let mut refused = Vec::new();
+    let burst_began = Instant::now();
     for i in 0..20 {
         let r = app.publish(&key, &t, "c", json!({"data": i})).await;
         match r.status().as_u16() {
@@ -85,7 +86,13 @@ async fn a_burst_gets_exactly_the_burst_and_then_the_rate(app: TestApp) {
             other => panic!("unexpected {other}"),
         }
     }
-    assert_eq!(accepted, 5, "exactly the burst");
+    // Exactly the burst, and what the bucket refilled (5/s) while the 20 requests took their
+    // time: on a loaded machine that is not nothing.
+    let refilled = (burst_began.elapsed().as_secs_f64() * 5.0).floor() as u32;
+    assert!(
+        (5..=5 + refilled).contains(&accepted),
+        "{accepted} accepted; the burst is 5, and {refilled} refilled meanwhile"
+    );
     for r in refused {
         let retry: u64 = r.headers()["retry-after"]
             .to_str()
@@ -225,20 +232,11 @@ async fn usage_is_exact_after_a_graceful_restart(mut app: TestApp) {
         s.take(7).await;
     }
     app.restart().await;
-    let usage: Value = app
-        .client
-        .get(app.url(&format!("/api/v1/tenants/{t}/usage?days=1")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let today = &usage.as_array().expect("a list of days")[0];
-    assert_eq!(today["messages"], 7, "{usage}");
-    assert_eq!(today["deliveries"], 21, "{usage}");
-    assert_eq!(today["peak_connections"], 3, "{usage}");
-    assert!(today["bytes_out"].as_u64().unwrap() > 21 * 10, "{usage}");
+    let today = app.usage_today(&t).await;
+    assert_eq!(today["messages"], 7, "{today}");
+    assert_eq!(today["deliveries"], 21, "{today}");
+    assert_eq!(today["peak_connections"], 3, "{today}");
+    assert!(today["bytes_out"].as_u64().unwrap() > 21 * 10, "{today}");
     let keys: Value = app
         .client
         .get(app.url(&format!("/api/v1/tenants/{t}/keys")))
