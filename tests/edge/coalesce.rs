@@ -267,15 +267,7 @@ async fn deliveries_are_counted_while_streams_are_open(app: TestApp) {
         app.publish_ok(&key, &t, "live", json!({"data": i})).await;
     }
     s.take(3).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let delivered: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("herald_deliveries_total "))

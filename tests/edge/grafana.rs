@@ -51,15 +51,7 @@ fn used(text: &str) -> BTreeSet<String> {
 }
 
 async fn the_dashboard_and_alerts_use_only_metrics_the_binary_exposes(app: TestApp) {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let exposed = exposed(&text);
     assert!(exposed.contains("herald_publishes_total"), "{exposed:?}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana");

@@ -126,15 +126,7 @@ async fn subscribers(app: &TestApp, t: &str, key: &str, channel: &str) -> u64 {
 }
 
 async fn connections_gauge(app: &TestApp) -> u64 {
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     metrics
         .lines()
         .find_map(|l| l.strip_prefix("herald_connections "))

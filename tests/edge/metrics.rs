@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use herald_tests::{both_backends, herald_core_names, tiny_plan, Backend, TestApp};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 both_backends!(every_counter_has_the_value_of_the_scripted_run);
 
@@ -50,15 +50,7 @@ async fn spawn(backend: Backend) -> TestApp {
 
 /// Every sample of the page, `name{labels}` → value.
 async fn scrape(app: &TestApp) -> HashMap<String, f64> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))
@@ -240,16 +232,7 @@ async fn every_counter_has_the_value_of_the_scripted_run(app: TestApp) {
 
     // The admin API's usage, once flushed, is what /metrics counted.
     let agree = herald_tests::eventually(10, || async {
-        let days: Vec<Value> = app
-            .client
-            .get(app.url(&format!("/api/v1/tenants/{t}/usage?days=1")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let today = days.last().cloned().unwrap_or_default();
+        let today = app.usage_today(&t).await;
         today["messages"] == accepted
             && today["deliveries"] == tenant("deliveries_total")
             && today["bytes_out"] == tenant("bytes_out_total")
@@ -278,19 +261,7 @@ async fn a_slow_subscriber_is_counted_as_lagged_for_its_tenant(app: TestApp) {
         .await
         .unwrap();
     let key = app.create_key(t, &["publish", "subscribe"]).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = socket.connect(app.addr).await.unwrap();
-    let request = format!(
-        "GET /v1/{t}/channels/flood/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
-        app.addr
-    );
-    slow.write_all(request.as_bytes()).await.unwrap();
-    let mut head = [0u8; 64];
-    let n = slow.read(&mut head).await.unwrap();
-    assert!(std::str::from_utf8(&head[..n])
-        .unwrap()
-        .starts_with("HTTP/1.1 200"));
+    let mut slow = app.stalled_stream(t, "flood").await;
     let pad = "x".repeat(1000);
     for b in 0..FLOOD_BATCHES {
         let events: Vec<Value> = (0..100)

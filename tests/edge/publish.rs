@@ -210,15 +210,7 @@ async fn rejections_are_counted_by_reason(app: TestApp) {
     let r = reqwest::get(app.url("/api/v1/me")).await.unwrap();
     assert_eq!(r.status(), 401);
     app.publish_ok(&key, &t, "c", json!({"data": 1})).await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let count = |reason: &str| {
         metrics
             .lines()

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald_tests::{both_backends, Backend, SseStream, TestApp};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 both_backends!(
     a_slow_reader_never_delays_others_nor_loses_events_silently,
@@ -36,19 +36,7 @@ fn rss() -> u64 {
 async fn a_slow_reader_never_delays_others_nor_loses_events_silently(app: TestApp) {
     let (t, key) = app.tenant("acme").await;
     // The slow reader: a raw connection with a small receive buffer that reads nothing.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = socket.connect(app.addr).await.unwrap();
-    let request = format!(
-        "GET /v1/{t}/channels/busy/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
-        app.addr
-    );
-    slow.write_all(request.as_bytes()).await.unwrap();
-    let mut head = [0u8; 64];
-    let n = slow.read(&mut head).await.unwrap();
-    assert!(std::str::from_utf8(&head[..n])
-        .unwrap()
-        .starts_with("HTTP/1.1 200"));
+    let mut slow = app.stalled_stream(&t, "busy").await;
 
     let mut fast = app.subscribe(&t, "busy", None).await;
     let baseline = rss();

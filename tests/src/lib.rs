@@ -386,6 +386,47 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The process's `/metrics` page, as Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "/metrics");
+        r.text().await.unwrap()
+    }
+
+    /// A stream that reads nothing after its response head: a raw connection with a 4 KiB
+    /// receive buffer, so the server meets backpressure after a few frames.
+    pub async fn stalled_stream(&self, slug: &str, channel: &str) -> tokio::net::TcpStream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(self.addr).await.unwrap();
+        let request = format!(
+            "GET /v1/{slug}/channels/{channel}/events HTTP/1.1\r\nHost: {}\r\n\
+             Accept: text/event-stream\r\n\r\n",
+            self.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).await.unwrap();
+        let head = String::from_utf8_lossy(&head[..n]);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        stream
+    }
+
+    /// The tenant's usage today, as the admin API reports it (the operator's cookie).
+    pub async fn usage_today(&self, slug: &str) -> Value {
+        let days: Vec<Value> = self
+            .client
+            .get(self.url(&format!("/api/v1/tenants/{slug}/usage?days=1")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        days.last().cloned().unwrap_or_default()
+    }
+
     /// Publishes and returns the event's id, asserting a 201.
     pub async fn publish_ok(&self, key: &str, slug: &str, channel: &str, body: Value) -> String {
         let r = self.publish(key, slug, channel, body).await;
