@@ -11,6 +11,7 @@
 
 use std::{
     fs,
+    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
@@ -59,15 +60,8 @@ impl RedisCluster {
             keep_dir: detached,
         };
         for _ in 0..masters {
-            let port = free_port()?;
-            let child = spawn_server(dir, port, detached)?;
-            cluster.masters.push(Master {
-                port,
-                child: Some(child),
-            });
-        }
-        for m in &cluster.masters {
-            wait_answering(m.port)?;
+            let master = start_master(dir, detached)?;
+            cluster.masters.push(master);
         }
         let nodes: Vec<String> = cluster
             .masters
@@ -210,6 +204,57 @@ impl Drop for RedisCluster {
     }
 }
 
+/// How many ports a master may try before giving up: a port found free can be taken by another
+/// process (tests run in parallel) before `redis-server` binds it.
+const START_ATTEMPTS: usize = 5;
+
+/// The offset of the cluster bus port from the client port, fixed by Redis.
+const BUS_PORT_OFFSET: u16 = 10_000;
+
+/// Starts one master on a port whose cluster bus port is free too, and waits until it answers;
+/// a server that dies at start (its port or bus port taken meanwhile) is retried on another.
+fn start_master(dir: &Path, detached: bool) -> Result<Master> {
+    let mut last = None;
+    for _ in 0..START_ATTEMPTS {
+        let port = free_cluster_port()?;
+        let mut child = spawn_server(dir, port, detached)?;
+        match wait_answering(port, &mut child) {
+            Ok(()) => {
+                return Ok(Master {
+                    port,
+                    child: Some(child),
+                })
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let node_dir = dir.join(port.to_string());
+                let log = fs::read_to_string(node_dir.join("redis.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                let _ = fs::remove_dir_all(node_dir);
+                last = Some(e.context(format!("its log ends: {tail:?}")));
+            }
+        }
+    }
+    Err(last.expect("at least one attempt"))
+        .with_context(|| format!("starting a Redis Cluster master ({START_ATTEMPTS} ports tried)"))
+}
+
+/// A loopback port that is free, and whose cluster bus port (`port + 10000`) exists and is free
+/// too: a master binds both, and an ephemeral port above 55535 has no bus port at all.
+fn free_cluster_port() -> Result<u16> {
+    for _ in 0..100 {
+        let port = free_port()?;
+        let Some(bus) = port.checked_add(BUS_PORT_OFFSET) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no loopback port with a free cluster bus port")
+}
+
 fn spawn_server(dir: &Path, port: u16, detached: bool) -> Result<Child> {
     let node_dir = dir.join(port.to_string());
     fs::create_dir_all(&node_dir)?;
@@ -234,9 +279,14 @@ fn spawn_server(dir: &Path, port: u16, detached: bool) -> Result<Child> {
         .context("starting redis-server (Debian package redis-server)")
 }
 
-fn wait_answering(port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// Waits until the server on `port` answers `PING`, or fails at once if it exited (its log
+/// says why).
+fn wait_answering(port: u16, child: &mut Child) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            bail!("redis-server on port {port} exited ({status}) at start");
+        }
         if cli(port, &["PING"]).is_ok_and(|o| o.trim() == "PONG") {
             return Ok(());
         }
@@ -311,4 +361,37 @@ fn slot_owner_id(port: u16, slot: u16) -> Result<String> {
         }
     }
     bail!("no master serves slot {slot}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_port_has_a_free_bus_port() {
+        for _ in 0..20 {
+            let port = free_cluster_port().unwrap();
+            let bus = port
+                .checked_add(BUS_PORT_OFFSET)
+                .expect("a bus port exists");
+            assert!(TcpListener::bind(("127.0.0.1", bus)).is_ok());
+        }
+    }
+
+    /// A master whose cluster bus port was taken between finding it and binding it exits at
+    /// start; that is seen at once (and another port tried), not after the answer timeout.
+    #[test]
+    fn a_master_that_cannot_bind_is_seen_to_exit() {
+        let dir = std::env::temp_dir().join(format!("herald-rc-taken-{}", std::process::id()));
+        let port = free_cluster_port().unwrap();
+        let _bus = TcpListener::bind(("127.0.0.1", port + BUS_PORT_OFFSET)).unwrap();
+        let mut child = spawn_server(&dir, port, false).expect("redis-server on PATH");
+        let started = Instant::now();
+        let err = wait_answering(port, &mut child).unwrap_err();
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = fs::remove_dir_all(&dir);
+        assert!(err.to_string().contains("exited"), "{err:#}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 }
