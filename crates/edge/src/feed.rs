@@ -32,10 +32,9 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, SelectAll, StreamExt};
 use futures_util::FutureExt;
 use herald_core::{sse, Cursor, Epoch, MultiCursor};
-use herald_replay::{ChannelKey, ConnectionPermit, Gap, Live, StoredEvent};
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use herald_replay::{ChannelKey, ConnectionPermit, Gap, Live, LiveReceiver, StoredEvent};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Sleep};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use crate::meter::{Slow, StreamMeter};
 use crate::reauth::Grant;
@@ -88,7 +87,7 @@ impl Lane {
 
 /// The live feeds of a stream's channels: a lone receiver for one channel, merged otherwise.
 pub enum LiveFeeds {
-    One(broadcast::Receiver<Live>),
+    One(LiveReceiver),
     Many(SelectAll<BoxStream<'static, Item>>),
 }
 
@@ -102,14 +101,14 @@ pub enum Item {
 }
 
 impl LiveFeeds {
-    pub fn many(receivers: Vec<broadcast::Receiver<Live>>) -> Self {
+    pub fn many(receivers: Vec<LiveReceiver>) -> Self {
         let mut all = SelectAll::new();
         for (i, rx) in receivers.into_iter().enumerate() {
             all.push(
-                tokio_stream::wrappers::BroadcastStream::new(rx)
+                rx.into_stream()
                     .map(move |item| match item {
                         Ok(live) => Item::Live(i, live),
-                        Err(BroadcastStreamRecvError::Lagged(_)) => Item::Lagged(i),
+                        Err(_) => Item::Lagged(i),
                     })
                     .chain(futures_util::stream::once(async { Item::Closed }))
                     .boxed(),

@@ -17,7 +17,8 @@ use herald_core::{ChannelName, Cursor, Epoch, Event, EventData, EventType, Posit
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    Append, Appended, Broker, ChannelKey, DailyQuota, Gap, Idempotency, Live, Retention, Target,
+    Append, Appended, Broker, ChannelKey, DailyQuota, Gap, Idempotency, Live, Retention,
+    Subscription, Target,
 };
 
 /// One `#[tokio::test]` per promise of the contract, in module `$module`, each on a broker
@@ -43,7 +44,8 @@ macro_rules! broker_contract {
             idempotent_appends_happen_once_however_many_race,
             channel_info_reports_head_and_retained,
             the_daily_quota_refuses_whole_batches_past_the_limit,
-            connection_permits_are_counted_until_dropped
+            connection_permits_are_counted_until_dropped,
+            a_burst_reaches_every_subscriber_exactly_while_rings_grow
         );
     };
 }
@@ -473,4 +475,102 @@ pub async fn connection_permits_are_counted_until_dropped(b: Arc<impl Broker>) {
     assert!(again.is_some(), "a released connection can be taken again");
     drop((p2, again));
     assert_eq!(b.connections(&acme).await.unwrap(), 0);
+}
+
+/// What a stream does with its subscription, as the edge does: history after its cursor when it
+/// starts catching up (`catch_up`, `Resync`, `Lagged`), then live events after the last one it
+/// has. Reading one in every `pace` events, it sleeps a millisecond (a slow reader). Ends once it
+/// has `end`, and answers every cursor it delivered.
+async fn follow_exactly(
+    b: Arc<impl Broker>,
+    mut sub: Subscription,
+    end: tokio::sync::watch::Receiver<Option<Cursor>>,
+    pace: u64,
+) -> Vec<Cursor> {
+    let mut got = Vec::new();
+    let mut last = sub.start;
+    let mut catching_up = sub.catch_up;
+    let mut taken = 0u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if catching_up {
+            loop {
+                let h = b.read(&key("burst"), last, 256).await.unwrap();
+                assert_eq!(h.gap, None, "nothing was trimmed");
+                for e in &h.events {
+                    got.push(h.cursor_of(e));
+                    last = Some(h.cursor_of(e));
+                }
+                if !h.full {
+                    break;
+                }
+            }
+            catching_up = false;
+        }
+        if last.is_some() && *end.borrow() == last {
+            return got;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ended in time");
+        match tokio::time::timeout(Duration::from_millis(100), sub.rx.recv()).await {
+            Err(_) => continue,
+            Ok(Ok(Live::Event(e))) => {
+                if last.is_none_or(|l| e.cursor.position > l.position) {
+                    got.push(e.cursor);
+                    last = Some(e.cursor);
+                }
+            }
+            Ok(Ok(Live::Resync) | Err(RecvError::Lagged(_))) => catching_up = true,
+            Ok(Err(RecvError::Closed)) => panic!("the subscription was closed"),
+        }
+        taken += 1;
+        if pace > 0 && taken.is_multiple_of(pace) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// A channel's ring starts small and grows while it is busy: during a burst of more events than
+/// the ring holds at its largest, with subscribers joining throughout and some reading slowly
+/// (so the ring grows, and the slowest lag past its bound), every subscriber ends with exactly
+/// the events after its start, once each, in order.
+pub async fn a_burst_reaches_every_subscriber_exactly_while_rings_grow(b: Arc<impl Broker>) {
+    const EVENTS: u64 = 3000;
+    let (end_tx, end) = tokio::sync::watch::channel(None);
+    // (event before which it joins, how slowly it reads)
+    let joins: &[(u64, u64)] = &[
+        (0, 0),
+        (0, 3),
+        (0, 1),
+        (10, 0),
+        (200, 2),
+        (700, 0),
+        (1500, 1),
+        (2999, 0),
+    ];
+    let mut followers = Vec::new();
+    let mut appended = Vec::new();
+    for n in 0..EVENTS {
+        for &(_, pace) in joins.iter().filter(|(at, _)| *at == n) {
+            let sub = b.subscribe(&key("burst")).await.unwrap();
+            let start = sub.start;
+            let follower = tokio::spawn(follow_exactly(b.clone(), sub, end.clone(), pace));
+            followers.push((start, follower));
+        }
+        appended.push(b.append(&key("burst"), &ev(n), keep(10_000)).await.unwrap());
+        if n.is_multiple_of(8) {
+            // Let the subscribers run (the in-process broker never waits).
+            tokio::task::yield_now().await;
+        }
+    }
+    end_tx.send(appended.last().copied()).unwrap();
+    for (i, (start, follower)) in followers.into_iter().enumerate() {
+        let got = follower.await.unwrap();
+        let want: Vec<Cursor> = appended
+            .iter()
+            .copied()
+            .filter(|c| start.is_none_or(|s| c.position > s.position))
+            .collect();
+        assert_eq!(got.len(), want.len(), "subscriber {i}: how many");
+        assert!(got == want, "subscriber {i}: the exact sequence");
+    }
 }

@@ -13,14 +13,14 @@ use bytes::Bytes;
 use herald_core::{sse, Cursor, Event};
 use tokio::sync::broadcast;
 
+use crate::ring;
 use crate::{ChannelKey, Target};
 
 /// What the hub sends a subscriber.
 ///
-/// Every channel's ring preallocates [`HUB_CAPACITY`] slots of this, whether or not the channel
-/// is busy, so it is one pointer: the event itself is allocated once, when it reaches the hub.
-/// Inline, a slot was about 112 bytes (112 KiB per channel, 11 KiB per stream of a channel with
-/// ten subscribers); behind the `Arc`, about 40.
+/// A ring slot holds one of these, so it is one pointer: the event itself is allocated once,
+/// when it reaches the hub. A channel's ring starts at [`ring::RING_INITIAL`] slots and grows
+/// to at most [`HUB_CAPACITY`] while the channel is busy.
 #[derive(Debug, Clone)]
 pub enum Live {
     /// The next event of the channel.
@@ -66,7 +66,7 @@ impl LiveEvent {
 /// A local subscriber's place in a channel's fan-out.
 #[derive(Debug)]
 pub struct Subscription {
-    pub rx: broadcast::Receiver<Live>,
+    pub rx: ring::Receiver,
     /// The channel's head when the subscription began: events at or before it were appended
     /// before the subscriber joined. `None` when the channel had no event in its current life.
     pub start: Option<Cursor>,
@@ -76,7 +76,7 @@ pub struct Subscription {
 }
 
 struct Entry {
-    tx: broadcast::Sender<Live>,
+    tx: ring::Sender,
     /// Where the feed stands; locked only with this channel's own publish and joins.
     at: Mutex<Head>,
 }
@@ -89,8 +89,10 @@ struct Head {
     primed: bool,
 }
 
-/// Each channel's broadcast ring, on every broker: how many events a subscriber may fall
-/// behind live delivery before it catches up from history.
+/// Each channel's broadcast ring at its largest, on every broker: how many events a subscriber
+/// may fall behind live delivery before it catches up from history. A quiet channel's ring is
+/// much smaller ([`ring::RING_INITIAL`]); it grows only when an event would otherwise overwrite
+/// one a subscriber has not read.
 pub const HUB_CAPACITY: usize = 1024;
 
 /// Re-authorisation orders a node keeps before its slowest listener misses some (and, told
@@ -108,8 +110,8 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// `capacity` is each channel's broadcast ring: how far a subscriber may fall behind before it
-    /// has to catch up from the replay store.
+    /// `capacity` is each channel's broadcast ring at its largest: how far a subscriber may fall
+    /// behind before it has to catch up from the replay store.
     pub fn new(capacity: usize) -> Self {
         Self {
             channels: RwLock::new(HashMap::new()),
@@ -160,7 +162,7 @@ impl Hub {
         channels
             .entry(key.clone())
             .or_insert_with(|| Entry {
-                tx: broadcast::channel(self.capacity).0,
+                tx: ring::channel(self.capacity),
                 at: Mutex::new(Head {
                     last: head,
                     primed: exact,
@@ -244,17 +246,25 @@ impl Hub {
         self.read().keys().cloned().collect()
     }
 
-    /// Forgets channels nobody listens to any more, and returns them.
+    /// Forgets channels nobody listens to any more, and returns them; returns the rings of
+    /// channels that were quiet since the last sweep to their small size.
     pub fn sweep(&self) -> Vec<ChannelKey> {
         let mut idle = Vec::new();
         self.write().retain(|key, e| {
             let keep = e.tx.receiver_count() > 0;
-            if !keep {
+            if keep {
+                e.tx.trim();
+            } else {
                 idle.push(key.clone());
             }
             keep
         });
         idle
+    }
+
+    /// How many slots the channel's ring has now (`None` if the hub does not follow it).
+    pub fn ring_slots(&self, key: &ChannelKey) -> Option<usize> {
+        self.read().get(key).map(|e| e.tx.slots())
     }
 
     /// Local subscribers of every channel the hub follows.
@@ -324,6 +334,51 @@ mod tests {
         let e = event(5);
         assert_eq!(&e.frame()[..], b"id: 1-5-0\ndata: x\n\n");
         assert_eq!(&e.body()[..], b"data: x\n\n");
+    }
+
+    #[test]
+    fn an_idle_channel_s_ring_is_small() {
+        let hub = Hub::new(HUB_CAPACITY);
+        let _subs: Vec<_> = (0..10)
+            .map(|_| hub.join_or_create(&key(), None, true))
+            .collect();
+        assert_eq!(hub.ring_slots(&key()), Some(ring::RING_INITIAL));
+    }
+
+    #[test]
+    fn a_busy_channel_s_ring_grows_to_its_bound_and_shrinks_when_quiet() {
+        let hub = Hub::new(HUB_CAPACITY);
+        let mut reader = hub.join_or_create(&key(), None, true);
+        let mut stalled = hub.join(&key()).unwrap();
+        for n in 1..=2000 {
+            hub.publish(&key(), event(n));
+            // One keeps up, the other reads nothing.
+            assert!(
+                matches!(reader.rx.try_recv(), Ok(Live::Event(e)) if e.cursor.position.ms == n)
+            );
+        }
+        assert_eq!(hub.ring_slots(&key()), Some(HUB_CAPACITY));
+        // Past its bound, the stalled one lags, then reads the newest HUB_CAPACITY in order.
+        assert!(matches!(
+            stalled.rx.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(976))
+        ));
+        for n in 977..=2000 {
+            assert!(
+                matches!(stalled.rx.try_recv(), Ok(Live::Event(e)) if e.cursor.position.ms == n)
+            );
+        }
+        // A sweep right after the burst keeps the ring; the next one, quiet since, shrinks it.
+        hub.sweep();
+        assert_eq!(hub.ring_slots(&key()), Some(HUB_CAPACITY));
+        hub.sweep();
+        assert_eq!(hub.ring_slots(&key()), Some(ring::RING_INITIAL));
+        hub.publish(&key(), event(2001));
+        for sub in [&mut reader, &mut stalled] {
+            assert!(
+                matches!(sub.rx.try_recv(), Ok(Live::Event(e)) if e.cursor.position.ms == 2001)
+            );
+        }
     }
 
     #[tokio::test]

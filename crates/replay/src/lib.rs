@@ -14,6 +14,7 @@ pub mod contract;
 pub mod hub;
 mod memory;
 mod redis;
+pub mod ring;
 pub mod stats;
 pub mod trace;
 
@@ -25,6 +26,7 @@ use herald_core::{ChannelName, Cursor, Epoch, Event, Position, TenantSlug};
 pub use hub::{Live, LiveEvent, Subscription};
 pub use memory::{Budgets, InProcessBroker};
 pub use redis::{RedisBroker, RedisConfig};
+pub use ring::Receiver as LiveReceiver;
 pub use stats::BrokerStats;
 pub use trace::TraceParent;
 

@@ -1,0 +1,421 @@
+//! A channel's broadcast ring that is small while the channel is quiet and grows while it is
+//! busy.
+//!
+//! `tokio::sync::broadcast` preallocates its whole ring when the channel is created: with the
+//! hub's bound of [`HUB_CAPACITY`](crate::hub::HUB_CAPACITY) slots that was about 40 KiB per
+//! channel, most of the memory of an idle stream. This ring starts with
+//! [`RING_INITIAL`] slots and doubles, up to its bound, whenever an event would otherwise
+//! overwrite one that a subscriber has not read yet. Growing happens under the ring's lock and
+//! copies every retained event to the same absolute position, and each receiver holds only
+//! that position: no subscriber loses, doubles or reorders an event because the ring grew. Only
+//! a subscriber that falls behind the ring *at its bound* lags, exactly as before (and catches up
+//! from history after its own cursor). A ring that did not need to grow since the last
+//! [`Sender::trim`], and that every subscriber has read to the end, goes back to its initial
+//! size.
+//!
+//! Its interface is the part of `tokio::sync::broadcast` the hub and the streams use, with the
+//! same error types: `recv`, `try_recv`, `Lagged(n)` when a receiver fell behind, `Closed` once
+//! the last sender is gone and everything sent was read.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::Stream;
+use tokio::sync::broadcast::error::{RecvError, SendError, TryRecvError};
+use tokio::sync::Notify;
+
+use crate::hub::Live;
+
+/// The slots a ring starts with: what a quiet channel costs.
+pub const RING_INITIAL: usize = 16;
+
+/// One ring slot: the value and how many receivers that existed when it was sent still have to
+/// read it (the value is dropped when the last one has).
+struct Slot {
+    val: Option<Live>,
+    rem: u32,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot { val: None, rem: 0 };
+}
+
+struct Ring {
+    /// A power of two long; the event at absolute position `p` is in slot `p & (len - 1)`.
+    slots: Box<[Slot]>,
+    /// The oldest position still retained.
+    head: u64,
+    /// The position the next event gets.
+    tail: u64,
+    /// The most slots this ring may grow to.
+    max: usize,
+    receivers: usize,
+    senders: usize,
+    /// Whether the ring grew since the last trim.
+    grew: bool,
+}
+
+impl Ring {
+    fn mask(&self) -> u64 {
+        self.slots.len() as u64 - 1
+    }
+
+    fn slot(&mut self, pos: u64) -> &mut Slot {
+        let i = (pos & self.mask()) as usize;
+        &mut self.slots[i]
+    }
+
+    /// Moves every retained event to a ring of `len` slots, each at its own position.
+    fn resize(&mut self, len: usize) {
+        debug_assert!(len.is_power_of_two() && len as u64 >= self.tail - self.head);
+        let mut slots: Box<[Slot]> = (0..len).map(|_| Slot::EMPTY).collect();
+        let mask = len as u64 - 1;
+        for pos in self.head..self.tail {
+            slots[(pos & mask) as usize] = std::mem::replace(self.slot(pos), Slot::EMPTY);
+        }
+        self.slots = slots;
+    }
+
+    /// Whether some receiver has not read everything retained.
+    fn unread(&self) -> bool {
+        let mask = self.mask();
+        (self.head..self.tail).any(|pos| self.slots[(pos & mask) as usize].rem > 0)
+    }
+}
+
+struct Shared {
+    ring: Mutex<Ring>,
+    /// Wakes every receiver waiting for the next event (or for the end).
+    notify: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        // Nothing panics while holding it with the ring inconsistent; keep serving.
+        self.ring.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The sending half; the ring closes when the last one is dropped.
+pub struct Sender {
+    shared: Arc<Shared>,
+}
+
+/// A subscriber's place in the ring: only the absolute position of the next event it reads.
+pub struct Receiver {
+    shared: Arc<Shared>,
+    next: u64,
+}
+
+/// A ring of [`RING_INITIAL`] slots (or `max`, if smaller) that may grow to `max`.
+pub fn channel(max: usize) -> Sender {
+    let max = max.max(1).next_power_of_two();
+    let initial = RING_INITIAL.min(max);
+    Sender {
+        shared: Arc::new(Shared {
+            ring: Mutex::new(Ring {
+                slots: (0..initial).map(|_| Slot::EMPTY).collect(),
+                head: 0,
+                tail: 0,
+                max,
+                receivers: 0,
+                senders: 1,
+                grew: false,
+            }),
+            notify: Notify::new(),
+        }),
+    }
+}
+
+impl Sender {
+    /// Passes a value to every current receiver; gives it back if there is none.
+    pub fn send(&self, val: Live) -> Result<usize, SendError<Live>> {
+        let receivers = {
+            let mut ring = self.shared.lock();
+            if ring.receivers == 0 {
+                return Err(SendError(val));
+            }
+            let len = ring.slots.len();
+            if ring.tail - ring.head == len as u64 {
+                let head = ring.head;
+                if ring.slot(head).rem > 0 && len < ring.max {
+                    // Someone has not read the oldest yet: make room rather than overwrite it.
+                    ring.resize(len * 2);
+                    ring.grew = true;
+                } else {
+                    // Read by everyone, or the ring is at its bound: whoever has not read it
+                    // lags.
+                    *ring.slot(head) = Slot::EMPTY;
+                    ring.head += 1;
+                }
+            }
+            let tail = ring.tail;
+            let receivers = ring.receivers;
+            *ring.slot(tail) = Slot {
+                val: Some(val),
+                rem: u32::try_from(receivers).unwrap_or(u32::MAX),
+            };
+            ring.tail += 1;
+            receivers
+        };
+        // Outside the ring's lock, so that woken receivers do not wait for it.
+        self.shared.notify.notify_waiters();
+        Ok(receivers)
+    }
+
+    /// A receiver of everything sent from now on.
+    pub fn subscribe(&self) -> Receiver {
+        let mut ring = self.shared.lock();
+        ring.receivers += 1;
+        Receiver {
+            shared: self.shared.clone(),
+            next: ring.tail,
+        }
+    }
+
+    pub fn receiver_count(&self) -> usize {
+        self.shared.lock().receivers
+    }
+
+    /// How many slots the ring has now.
+    pub fn slots(&self) -> usize {
+        self.shared.lock().slots.len()
+    }
+
+    /// Returns the ring to its initial size if it did not grow since the last trim and every
+    /// receiver has read everything in it; answers whether it did.
+    pub fn trim(&self) -> bool {
+        let mut ring = self.shared.lock();
+        let initial = RING_INITIAL.min(ring.max);
+        let grew = std::mem::take(&mut ring.grew);
+        if grew || ring.slots.len() <= initial || ring.unread() {
+            return false;
+        }
+        // Nothing retained is still needed: start empty after the last event sent.
+        ring.head = ring.tail;
+        ring.resize(initial);
+        true
+    }
+}
+
+impl Clone for Sender {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let last = {
+            let mut ring = self.shared.lock();
+            ring.senders -= 1;
+            ring.senders == 0
+        };
+        if last {
+            self.shared.notify.notify_waiters();
+        }
+    }
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ring = self.shared.lock();
+        f.debug_struct("Sender")
+            .field("slots", &ring.slots.len())
+            .field("receivers", &ring.receivers)
+            .finish()
+    }
+}
+
+/// Takes the receiver's next value, if there is one.
+fn take(shared: &Shared, next: &mut u64) -> Result<Live, TryRecvError> {
+    let mut ring = shared.lock();
+    if *next < ring.head {
+        let missed = ring.head - *next;
+        *next = ring.head;
+        return Err(TryRecvError::Lagged(missed));
+    }
+    if *next == ring.tail {
+        return Err(if ring.senders == 0 {
+            TryRecvError::Closed
+        } else {
+            TryRecvError::Empty
+        });
+    }
+    let slot = ring.slot(*next);
+    *next += 1;
+    slot.rem = slot.rem.saturating_sub(1);
+    let val = if slot.rem == 0 {
+        slot.val.take()
+    } else {
+        slot.val.clone()
+    };
+    Ok(val.expect("a retained slot this receiver has not read holds its value"))
+}
+
+impl Receiver {
+    /// The next value without waiting.
+    pub fn try_recv(&mut self) -> Result<Live, TryRecvError> {
+        take(&self.shared, &mut self.next)
+    }
+
+    /// The next value, waiting for it.
+    pub async fn recv(&mut self) -> Result<Live, RecvError> {
+        let shared = &*self.shared;
+        loop {
+            // Created before looking, so that a send after the look wakes it.
+            let notified = shared.notify.notified();
+            match take(shared, &mut self.next) {
+                Ok(val) => return Ok(val),
+                Err(TryRecvError::Lagged(n)) => return Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => return Err(RecvError::Closed),
+                Err(TryRecvError::Empty) => notified.await,
+            }
+        }
+    }
+
+    /// The values as a stream that ends when the ring closes; a lag is an `Err(Lagged(n))`.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Live, RecvError>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut rx| async move {
+            match rx.recv().await {
+                Err(RecvError::Closed) => None,
+                item => Some((item, rx)),
+            }
+        })
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let mut ring = self.shared.lock();
+        ring.receivers -= 1;
+        // Whatever this receiver had not read yet, it never will.
+        for pos in self.next.max(ring.head)..ring.tail {
+            let slot = ring.slot(pos);
+            slot.rem = slot.rem.saturating_sub(1);
+            if slot.rem == 0 {
+                slot.val = None;
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resync() -> Live {
+        Live::Resync
+    }
+
+    #[test]
+    fn an_idle_ring_is_small() {
+        let tx = channel(1024);
+        let _rx = tx.subscribe();
+        assert_eq!(tx.slots(), RING_INITIAL);
+        assert!(
+            std::mem::size_of::<Slot>() <= 24,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+    }
+
+    #[test]
+    fn it_grows_instead_of_overwriting_what_is_unread() {
+        let tx = channel(1024);
+        let mut rx = tx.subscribe();
+        for _ in 0..100 {
+            tx.send(resync()).unwrap();
+        }
+        assert_eq!(tx.slots(), 128);
+        for _ in 0..100 {
+            assert!(rx.try_recv().is_ok());
+        }
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        // It grew since the last trim: it stays; then, drained and not grown, it shrinks.
+        assert!(!tx.trim());
+        assert!(tx.trim());
+        assert_eq!(tx.slots(), RING_INITIAL);
+        tx.send(resync()).unwrap();
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn a_read_ring_is_reused_not_grown() {
+        let tx = channel(1024);
+        let mut rx = tx.subscribe();
+        for _ in 0..1000 {
+            tx.send(resync()).unwrap();
+            assert!(rx.try_recv().is_ok());
+        }
+        assert_eq!(tx.slots(), RING_INITIAL);
+    }
+
+    #[test]
+    fn at_its_bound_a_slow_receiver_lags() {
+        let tx = channel(32);
+        let mut rx = tx.subscribe();
+        for _ in 0..40 {
+            tx.send(resync()).unwrap();
+        }
+        assert_eq!(tx.slots(), 32);
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Lagged(8))));
+        for _ in 0..32 {
+            assert!(rx.try_recv().is_ok());
+        }
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+    }
+
+    #[test]
+    fn a_dropped_receiver_releases_what_it_did_not_read() {
+        let tx = channel(1024);
+        let rx = tx.subscribe();
+        let mut other = tx.subscribe();
+        tx.send(resync()).unwrap();
+        drop(rx);
+        assert!(other.try_recv().is_ok());
+        let ring = tx.shared.lock();
+        assert!(!ring.unread());
+        assert!(ring.slots.iter().all(|s| s.val.is_none()));
+    }
+
+    #[tokio::test]
+    async fn closes_after_what_was_sent() {
+        let tx = channel(16);
+        let mut rx = tx.subscribe();
+        assert!(tx.send(resync()).is_ok());
+        let waiting = tokio::spawn(async move {
+            let first = rx.recv().await;
+            let second = rx.recv().await;
+            (first, second)
+        });
+        tokio::task::yield_now().await;
+        drop(tx);
+        let (first, second) = waiting.await.unwrap();
+        assert!(first.is_ok());
+        assert!(matches!(second, Err(RecvError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_is_woken() {
+        let tx = channel(16);
+        let mut rx = tx.subscribe();
+        let waiting = tokio::spawn(async move { rx.recv().await.is_ok() });
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        tx.send(resync()).unwrap();
+        assert!(waiting.await.unwrap());
+    }
+}
