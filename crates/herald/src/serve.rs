@@ -26,6 +26,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
+use bytes::Bytes;
 use herald_core::{ErrorCode, Problem};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -173,38 +174,52 @@ impl Connection {
                 return;
             }
         };
-        let service = {
-            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                // Peer addresses feed the per-IP limits and the audit log.
-                req.extensions_mut().insert(ConnectInfo(peer));
-                let mut router = router.clone();
-                async move {
-                    Ok::<_, Infallible>(
-                        router
-                            .call(req.map(Body::new))
-                            .await
-                            .unwrap_or_else(|e| match e {}),
-                    )
+        // Boxed: hyper's connection state is larger than everything else here together, and an
+        // unboxed await would make every connection's task — each idle stream's too — that large.
+        Box::pin(hyper_connection(router, builder, peer, shutdown, read, tcp)).await;
+    }
+}
+
+/// Serves the rest of a connection through hyper, the bytes already read first.
+async fn hyper_connection(
+    router: Router,
+    builder: Arc<Builder<TokioExecutor>>,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+    read: Bytes,
+    tcp: TcpStream,
+) {
+    let service = {
+        hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // Peer addresses feed the per-IP limits and the audit log.
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    router
+                        .call(req.map(Body::new))
+                        .await
+                        .unwrap_or_else(|e| match e {}),
+                )
+            }
+        })
+    };
+    // The first head is complete (or hyper's to refuse) already: hyper's own timer covers
+    // every next one.
+    let conn = builder.serve_connection(TokioIo::new(Rewind::new(read, tcp)), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
                 }
-            })
-        };
-        // The first head is complete (or hyper's to refuse) already: hyper's own timer covers
-        // every next one.
-        let conn = builder.serve_connection(TokioIo::new(Rewind::new(read, tcp)), service);
-        tokio::pin!(conn);
-        let mut draining = false;
-        loop {
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                    break;
-                }
-                () = shutdown.cancelled(), if !draining => {
-                    draining = true;
-                    conn.as_mut().graceful_shutdown();
-                }
+                break;
+            }
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
             }
         }
     }
@@ -354,5 +369,39 @@ mod tests {
         let limit = open_files_limit();
         let cap = default_max_connections();
         assert!(cap < limit && cap >= limit * 9 / 10 - 1, "{cap} of {limit}");
+    }
+}
+
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+
+    fn size_of_output<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    fn size_of_output3<A, B, C, F>(_: impl Fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    fn size_of_output6<A, B, C, D, E, G, F>(_: impl Fn(A, B, C, D, E, G) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A connection's task is as large as its largest state: a stream's must not carry the
+    /// state of a hyper connection it never has.
+    #[test]
+    fn a_stream_connection_does_not_carry_hyper_s_state() {
+        let run = size_of_output(Connection::run);
+        let lean = size_of_output3(lean::serve);
+        let hyper = size_of_output6(hyper_connection);
+        assert!(
+            run < hyper,
+            "Connection::run {run} B, hyper_connection {hyper} B"
+        );
+        assert!(
+            run <= lean + 512,
+            "Connection::run {run} B, lean::serve {lean} B"
+        );
     }
 }
