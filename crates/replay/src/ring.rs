@@ -407,6 +407,62 @@ mod tests {
         assert!(matches!(second, Err(RecvError::Closed)));
     }
 
+    /// Many receivers on several threads, woken or not as the sender races them: each sees
+    /// strictly increasing positions, accounts for every event (read or reported lagged) and
+    /// reaches the last one, so no wake-up is ever lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_receivers_miss_no_wake_up_and_account_for_every_event() {
+        use herald_core::{Cursor, Epoch, Event, EventData, EventType, Position};
+        const EVENTS: u64 = 20_000;
+        let tx = channel(256);
+        let receivers: Vec<_> = (0..8).map(|_| tx.subscribe()).collect();
+        let readers: Vec<_> = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut rx)| {
+                tokio::spawn(async move {
+                    let (mut last, mut seen) = (0u64, 0u64);
+                    while last < EVENTS {
+                        match rx.recv().await {
+                            Ok(Live::Event(e)) => {
+                                assert!(e.cursor.position.ms > last, "in order");
+                                last = e.cursor.position.ms;
+                                seen += 1;
+                            }
+                            Err(RecvError::Lagged(n)) => seen += n,
+                            other => panic!("{other:?}"),
+                        }
+                        if i % 2 == 1 && last % 97 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let event = Event {
+            event_type: EventType::message(),
+            data: EventData::from_text("x"),
+        };
+        for n in 1..=EVENTS {
+            let cursor = Cursor::new(Epoch(1), Position::new(n, 0));
+            tx.send(Live::Event(Arc::new(crate::LiveEvent::encode(
+                cursor, &event,
+            ))))
+            .unwrap();
+            if n % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for reader in readers {
+            let seen = tokio::time::timeout(std::time::Duration::from_secs(20), reader)
+                .await
+                .expect("every receiver reaches the last event")
+                .unwrap();
+            assert_eq!(seen, EVENTS);
+        }
+    }
+
     #[tokio::test]
     async fn a_waiting_receiver_is_woken() {
         let tx = channel(16);
