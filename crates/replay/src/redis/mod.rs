@@ -92,7 +92,18 @@ struct Shared {
     /// not see (which would undercount, and admit one too many).
     counting: tokio::sync::RwLock<()>,
     stats: crate::BrokerStats,
+    /// History reads in flight. Each answer can be a page of up to [`crate::PAGE_BYTES`], and
+    /// Redis serves them one at a time: ten thousand subscribers resuming at once would queue
+    /// that much data behind one connection, and the last reads would pass the command timeout
+    /// (a 503 to a client that asked for nothing unreasonable). Reads past the bound wait here,
+    /// outside the timeout, for at most [`READ_QUEUE_TIMEOUT`].
+    reads: tokio::sync::Semaphore,
 }
+
+/// History reads sent to Redis at once, per process.
+const READS_IN_FLIGHT: usize = 32;
+/// How long a history read may wait for its turn before it is refused as unavailable.
+const READ_QUEUE_TIMEOUT: Duration = Duration::from_secs(20);
 
 enum Command {
     Subscribe {
@@ -127,6 +138,7 @@ impl RedisBroker {
             up: AtomicBool::new(true),
             counting: tokio::sync::RwLock::new(()),
             stats: crate::BrokerStats::default(),
+            reads: tokio::sync::Semaphore::new(READS_IN_FLIGHT),
         });
         let (commands, rx) = mpsc::channel(1024);
         let (releases, released) = mpsc::unbounded_channel();
@@ -411,6 +423,10 @@ impl Broker for RedisBroker {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<History, BrokerError> {
+        let _turn = tokio::time::timeout(READ_QUEUE_TIMEOUT, self.shared.reads.acquire())
+            .await
+            .map_err(|_| unavailable("history reads queued past their timeout"))?
+            .map_err(unavailable)?;
         let started = std::time::Instant::now();
         let history = self.read_page(key, after, limit).await;
         self.shared.stats.round_trips.observe(started.elapsed());
