@@ -108,7 +108,9 @@ impl LiveFeeds {
                 rx.into_stream()
                     .map(move |item| match item {
                         Ok(live) => Item::Live(i, live),
-                        Err(_) => Item::Lagged(i),
+                        Err(RecvError::Lagged(_)) => Item::Lagged(i),
+                        // The ring's stream ends at its close instead; if not, it is one.
+                        Err(RecvError::Closed) => Item::Closed,
                     })
                     .chain(futures_util::stream::once(async { Item::Closed }))
                     .boxed(),

@@ -319,6 +319,12 @@ mod tests {
         Live::Resync
     }
 
+    fn send_n(tx: &Sender, n: usize) {
+        for _ in 0..n {
+            tx.send(resync()).unwrap();
+        }
+    }
+
     #[test]
     fn an_idle_ring_is_small() {
         let tx = channel(1024);
@@ -335,9 +341,7 @@ mod tests {
     fn it_grows_instead_of_overwriting_what_is_unread() {
         let tx = channel(1024);
         let mut rx = tx.subscribe();
-        for _ in 0..100 {
-            tx.send(resync()).unwrap();
-        }
+        send_n(&tx, 100);
         assert_eq!(tx.slots(), 128);
         for _ in 0..100 {
             assert!(rx.try_recv().is_ok());
@@ -366,9 +370,7 @@ mod tests {
     fn at_its_bound_a_slow_receiver_lags() {
         let tx = channel(32);
         let mut rx = tx.subscribe();
-        for _ in 0..40 {
-            tx.send(resync()).unwrap();
-        }
+        send_n(&tx, 40);
         assert_eq!(tx.slots(), 32);
         assert!(matches!(rx.try_recv(), Err(TryRecvError::Lagged(8))));
         for _ in 0..32 {

@@ -423,13 +423,18 @@ impl Broker for RedisBroker {
         after: Option<Cursor>,
         limit: usize,
     ) -> Result<History, BrokerError> {
-        let _turn = tokio::time::timeout(READ_QUEUE_TIMEOUT, self.shared.reads.acquire())
-            .await
-            .map_err(|_| unavailable("history reads queued past their timeout"))?
-            .map_err(unavailable)?;
-        let started = std::time::Instant::now();
-        let history = self.read_page(key, after, limit).await;
-        self.shared.stats.round_trips.observe(started.elapsed());
+        let history = async {
+            let _turn = tokio::time::timeout(READ_QUEUE_TIMEOUT, self.shared.reads.acquire())
+                .await
+                .map_err(|_| unavailable("history reads queued past their timeout"))?
+                .map_err(unavailable)?;
+            let started = std::time::Instant::now();
+            let history = self.read_page(key, after, limit).await;
+            self.shared.stats.round_trips.observe(started.elapsed());
+            history
+        }
+        .await;
+        // A read refused in the queue is a failed read too.
         self.shared.stats.read(&history);
         history
     }
