@@ -16,6 +16,7 @@ both_backends!(
     bursts_stalls_and_reconnects_never_lose_duplicate_or_reorder,
     deliveries_are_counted_while_streams_are_open,
     a_quiet_stream_writes_at_once_and_a_busy_one_gathers,
+    a_busy_stream_gathers_window_after_window_until_one_is_empty,
 );
 
 /// Events per channel.
@@ -306,4 +307,46 @@ async fn a_quiet_stream_writes_at_once_and_a_busy_one_gathers(app: TestApp) {
     assert_eq!(gathered[0].data, "2");
     assert_eq!(gathered[1].data, "3");
     assert!(sent.elapsed() < window + Duration::from_secs(2));
+}
+
+/// A busy stream is not woken by each event: once its gathered write has gone, it goes on
+/// gathering for the next interval (what is published meanwhile waits for the interval's end),
+/// and only an interval that gathered nothing makes it quiet again, its next event at once.
+async fn a_busy_stream_gathers_window_after_window_until_one_is_empty(app: TestApp) {
+    let backend = app.backend;
+    drop(app);
+    let window = Duration::from_secs(2);
+    let app = TestApp::spawn_with(backend, |c| c.coalesce_ms = window.as_millis() as u64).await;
+    let (t, key) = app.tenant("acme").await;
+    let mut s = app.subscribe(&t, "busy", None).await;
+    let prompt = Duration::from_millis(700);
+    // Two at once, the third gathered for one interval.
+    for i in 0..2 {
+        app.publish_ok(&key, &t, "busy", json!({"data": i})).await;
+        assert!(s.next_within(prompt).await.is_some(), "event {i} waited");
+    }
+    app.publish_ok(&key, &t, "busy", json!({"data": 2})).await;
+    assert!(
+        s.next_within(prompt).await.is_none(),
+        "the third is gathered"
+    );
+    assert_eq!(s.take(1).await[0].data, "2");
+    // Right after that write: the next interval gathers it.
+    app.publish_ok(&key, &t, "busy", json!({"data": 3})).await;
+    let sent = Instant::now();
+    assert!(
+        s.next_within(prompt).await.is_none(),
+        "a busy stream gathers the interval after its write too"
+    );
+    assert_eq!(s.take(1).await[0].data, "3");
+    assert!(sent.elapsed() < window + Duration::from_secs(2));
+    // An interval with nothing in it: the stream is quiet again and writes at once.
+    tokio::time::sleep(window + Duration::from_millis(500)).await;
+    app.publish_ok(&key, &t, "busy", json!({"data": 4})).await;
+    let e = s.next_within(prompt).await;
+    assert_eq!(
+        e.map(|e| e.data).as_deref(),
+        Some("4"),
+        "a quiet stream writes at once"
+    );
 }

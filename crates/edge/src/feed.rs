@@ -13,9 +13,13 @@
 //! interval after its last write, and then writes it as one chunk; any other stream writes at
 //! once. One event soon after another is common on a quiet channel (two of them by chance) and
 //! must not wait; a third within the window is traffic, and batching pays. Everything already
-//! waiting in the channel's ring is taken in the same wake-up, and a write never passes
-//! [`MAX_WRITE`] bytes. While the connection cannot take more, it stops asking for chunks, and
-//! events wait in the channel's ring (shared by all its subscribers), not in the stream.
+//! waiting in the channel's ring is taken in the same wake-up (one lock of the ring, no
+//! reference count per event), and a write never passes [`MAX_WRITE`] bytes (or the server's
+//! [`WriteBound`]). A stream that has scheduled a write is not woken by the events it will
+//! carry: they wait in the channel's ring (shared by all its subscribers) and are read when the
+//! write is due, so a busy stream costs two wake-ups per write, not one per event. Likewise,
+//! while the connection cannot take more, it stops asking for chunks, and events wait in the
+//! ring, not in the stream.
 //!
 //! Per stream this holds its lanes, one timer (the next flush or heartbeat), the chunk being
 //! gathered and at most one history page ([`herald_replay::PAGE_BYTES`] of data); an idle
@@ -32,7 +36,9 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, SelectAll, StreamExt};
 use futures_util::FutureExt;
 use herald_core::{sse, Cursor, Epoch, MultiCursor};
-use herald_replay::{ChannelKey, ConnectionPermit, Gap, Live, LiveReceiver, StoredEvent};
+use herald_replay::{
+    ChannelKey, ConnectionPermit, Gap, Live, LiveEvent, LiveReceiver, StoredEvent,
+};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Sleep};
 
@@ -51,6 +57,16 @@ const RETRY_READ: Duration = Duration::from_secs(1);
 /// 16 of a connection that cannot take them yet, so this also bounds what a stalled reader holds
 /// there: 256 KiB.
 pub const MAX_WRITE: usize = 16 << 10;
+/// The most bytes one chunk gathers on a connection that writes each chunk before asking for
+/// the next (the lean HTTP/1 path: [`WriteBound`]). A busy channel's subscriber then needs a
+/// few writes per second, not one per 16 KiB: at 1,600 events/s of 256 bytes that is the
+/// difference between 29 writes a second per subscriber and the 8 its coalescing asks for.
+pub const MAX_LEAN_WRITE: usize = 64 << 10;
+
+/// A request extension, set by a server that writes a stream's chunks one at a time and holds
+/// none queued: the most bytes a chunk may gather there. Without it, [`MAX_WRITE`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriteBound(pub usize);
 
 /// One channel of a stream.
 pub struct Lane {
@@ -155,6 +171,9 @@ struct Chunk {
     events: u64,
     /// When the oldest live event in it reached this process.
     since: Option<std::time::Instant>,
+    /// How long the last copied chunk was: the next one reserves that much at once, instead
+    /// of growing (and copying itself) by doubling through a burst.
+    hint: u32,
 }
 
 impl Chunk {
@@ -174,10 +193,20 @@ impl Chunk {
         }
     }
 
+    /// [`Chunk::push`] of a shared frame seen by reference: cloned only if it goes alone.
+    fn push_ref(&mut self, frame: &Bytes) {
+        if self.is_empty() {
+            self.single = Some(frame.clone());
+        } else {
+            self.buf().extend_from_slice(frame);
+        }
+    }
+
     /// The buffer to append to, holding whatever was gathered before.
     fn buf(&mut self) -> &mut BytesMut {
         if let Some(first) = self.single.take() {
-            self.buf.reserve(first.len() + 512);
+            self.buf
+                .reserve((first.len() + 512).max(self.hint as usize));
             self.buf.extend_from_slice(&first);
         }
         &mut self.buf
@@ -189,7 +218,10 @@ impl Chunk {
     fn take(&mut self) -> (Bytes, u64, Option<std::time::Instant>) {
         let bytes = match self.single.take() {
             Some(b) => b,
-            None => std::mem::take(&mut self.buf).freeze(),
+            None => {
+                self.hint = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);
+                std::mem::take(&mut self.buf).freeze()
+            }
         };
         (bytes, std::mem::take(&mut self.events), self.since.take())
     }
@@ -224,11 +256,16 @@ pub struct Feed {
     /// Whether the last write came within one coalescing interval of the one before: the
     /// stream is busy, and gathers.
     busy: bool,
+    /// Whether the write about to go out was a busy stream's scheduled one that carried
+    /// events: the stream then goes on gathering without being woken by each event.
+    gathering: bool,
     /// Fires at `flush_at`, or at the next heartbeat.
     timer: Pin<Box<Sleep>>,
     retry_read: Option<Pin<Box<Sleep>>>,
     /// The hub closed a channel: write what is gathered, then end.
     ending: bool,
+    /// The most bytes a chunk gathers: [`MAX_WRITE`] or the server's [`WriteBound`].
+    max_write: usize,
 }
 
 impl Feed {
@@ -244,6 +281,7 @@ impl Feed {
         multi: bool,
         live: LiveFeeds,
         first: Vec<(Bytes, bool)>,
+        bound: Option<WriteBound>,
     ) -> Self {
         let mut chunk = Chunk::default();
         for (frame, event) in first {
@@ -268,9 +306,11 @@ impl Feed {
             flush_at: None,
             last_write,
             busy: false,
+            gathering: false,
             timer,
             retry_read: None,
             ending: false,
+            max_write: bound.map_or(MAX_WRITE, |WriteBound(n)| n.max(1)),
         }
     }
 
@@ -292,7 +332,15 @@ impl Feed {
                 }
             }
             if !self.chunk.is_empty() && self.flush_at.is_none() {
-                return Some(self.write());
+                let bytes = self.write();
+                if std::mem::take(&mut self.gathering) {
+                    // Still busy: the next write is one interval after this one, and what
+                    // comes meanwhile waits in the ring for it.
+                    let next = self.last_write + self.state.config.coalesce;
+                    self.flush_at = Some(next);
+                    self.timer.as_mut().reset(next);
+                }
+                return Some(bytes);
             }
             let retry = async {
                 match self.retry_read.as_mut() {
@@ -306,12 +354,11 @@ impl Feed {
                     self.end.ending(EndReason::Drain);
                     return None;
                 }
-                item = self.live.next() => {
-                    let mut newest = self.take(item);
-                    while self.chunk.len() < MAX_WRITE && !self.ending {
-                        let Some(item) = self.live.ready() else { break };
-                        newest = self.take(item).or(newest);
-                    }
+                // A stream gathering for a write it has scheduled is not woken by each event:
+                // they wait in the channel's ring and are read at once when the write is due.
+                item = self.live.next(), if self.flush_at.is_none() => {
+                    let newest = self.take(item);
+                    let newest = self.take_ready().or(newest);
                     if let Some(at) = newest {
                         self.schedule(Instant::from_std(at));
                     }
@@ -324,7 +371,17 @@ impl Feed {
                 _ = retry => self.retry_read = None,
                 _ = self.timer.as_mut() => {
                     if let Some(at) = self.flush_at.take() {
-                        self.last_write = at;
+                        self.take_ready();
+                        // A window that gathered nothing ends the busy spell: the stream
+                        // listens again, and its next event, one interval or more after the
+                        // last write, goes at once.
+                        if !self.chunk.is_empty() {
+                            self.last_write = at;
+                            // A full chunk leaves more waiting: that goes at once.
+                            self.gathering = self.busy
+                                && !self.ending
+                                && self.chunk.len() < self.max_write;
+                        }
                         self.rearm_heartbeat();
                         continue;
                     }
@@ -369,7 +426,7 @@ impl Feed {
     /// last write. `at` is the event's own arrival time, read once per event by the hub: no
     /// clock is read here.
     fn schedule(&mut self, at: Instant) {
-        if self.chunk.len() >= MAX_WRITE {
+        if self.chunk.len() >= self.max_write {
             self.flush_at = None;
             self.last_write = at;
             return;
@@ -398,24 +455,10 @@ impl Feed {
     fn take(&mut self, item: Item) -> Option<std::time::Instant> {
         match item {
             Item::Live(i, Live::Event(event)) => {
-                if !self.lanes[i].admit(event.cursor) {
-                    return None;
-                }
-                if self.multi {
-                    let id = self.multi_cursor().encode();
-                    let buf = self.chunk.buf();
-                    sse::write_id(buf, &id);
-                    buf.extend_from_slice(&event.body());
-                } else {
-                    self.chunk.push(event.frame().clone());
-                }
-                self.chunk.events += 1;
-                self.chunk.since.get_or_insert(event.at);
-                Some(event.at)
+                gather(&mut self.lanes, &mut self.chunk, self.multi, i, &event)
             }
             Item::Live(i, Live::Resync) => {
-                self.meter.slow(Slow::Resync);
-                self.lanes[i].catching_up = true;
+                self.resync(i);
                 None
             }
             Item::Lagged(i) => {
@@ -430,6 +473,49 @@ impl Feed {
                 None
             }
         }
+    }
+
+    fn resync(&mut self, i: usize) {
+        self.meter.slow(Slow::Resync);
+        self.lanes[i].catching_up = true;
+    }
+
+    /// Gathers what is already waiting, without waiting, up to the chunk's bound; returns when
+    /// the newest event gathered arrived. A lone channel's burst is read under one lock of its
+    /// ring, each event seen in place (no reference count taken).
+    fn take_ready(&mut self) -> Option<std::time::Instant> {
+        let max = self.max_write;
+        let mut newest = None;
+        if let LiveFeeds::One(rx) = &mut self.live {
+            if self.ending || self.chunk.len() >= max {
+                return None;
+            }
+            let (lanes, chunk, multi) = (&mut self.lanes, &mut self.chunk, self.multi);
+            let mut resync = false;
+            let end = rx.try_recv_each(|live| {
+                match live {
+                    Live::Event(event) => {
+                        newest = gather(lanes, chunk, multi, 0, event).or(newest);
+                    }
+                    Live::Resync => resync = true,
+                }
+                chunk.len() < max
+            });
+            if resync {
+                self.resync(0);
+            }
+            match end {
+                Ok(()) | Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Lagged(_)) => newest = self.take(Item::Lagged(0)).or(newest),
+                Err(TryRecvError::Closed) => newest = self.take(Item::Closed).or(newest),
+            }
+            return newest;
+        }
+        while self.chunk.len() < max && !self.ending {
+            let Some(item) = self.live.ready() else { break };
+            newest = self.take(item).or(newest);
+        }
+        newest
     }
 
     /// Reads one page of a lane's history after its `last`.
@@ -461,13 +547,13 @@ impl Feed {
         }
     }
 
-    /// Encodes the page's next events into the chunk, up to [`MAX_WRITE`].
+    /// Encodes the page's next events into the chunk, up to its bound.
     fn fill_from_page(&mut self) {
         let Some(page) = self.page.as_mut() else {
             return;
         };
         let (i, epoch) = (page.lane, page.epoch);
-        while self.chunk.len() < MAX_WRITE {
+        while self.chunk.len() < self.max_write {
             let Some(e) = self.page.as_mut().and_then(|p| p.events.next()) else {
                 self.page = None;
                 return;
@@ -475,7 +561,7 @@ impl Feed {
             let cursor = Cursor::new(epoch, e.position);
             self.lanes[i].last = Some(cursor);
             let id = if self.multi {
-                self.multi_cursor().encode()
+                multi_cursor(&self.lanes).encode()
             } else {
                 cursor.to_string()
             };
@@ -487,14 +573,40 @@ impl Feed {
             self.page = None;
         }
     }
+}
 
-    fn multi_cursor(&self) -> MultiCursor {
-        let mut m = MultiCursor::default();
-        for lane in &self.lanes {
-            m.set(lane.hash, lane.last);
-        }
-        m
+/// Gathers one live event of lane `i` into `chunk`; returns when it arrived, if it is to be
+/// sent. A one-channel stream's frame is the shared one; a multi-channel stream writes its own
+/// `id:` line before the shared body.
+fn gather(
+    lanes: &mut [Lane],
+    chunk: &mut Chunk,
+    multi: bool,
+    i: usize,
+    event: &LiveEvent,
+) -> Option<std::time::Instant> {
+    if !lanes[i].admit(event.cursor) {
+        return None;
     }
+    if multi {
+        let id = multi_cursor(lanes).encode();
+        let buf = chunk.buf();
+        sse::write_id(buf, &id);
+        buf.extend_from_slice(event.body());
+    } else {
+        chunk.push_ref(event.frame());
+    }
+    chunk.events += 1;
+    chunk.since.get_or_insert(event.at);
+    Some(event.at)
+}
+
+fn multi_cursor(lanes: &[Lane]) -> MultiCursor {
+    let mut m = MultiCursor::default();
+    for lane in lanes {
+        m.set(lane.hash, lane.last);
+    }
+    m
 }
 
 #[cfg(test)]

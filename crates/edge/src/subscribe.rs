@@ -30,7 +30,7 @@ use herald_http::{ApiError, ChannelPath, TenantPath};
 use herald_replay::{ChannelKey, Gap};
 
 use crate::auth::{suspended, Credential};
-use crate::feed::{Feed, Lane, LiveFeeds};
+use crate::feed::{Feed, Lane, LiveFeeds, WriteBound};
 use crate::meter::StreamMeter;
 use crate::stream_end::StreamEnd;
 use crate::EdgeState;
@@ -60,6 +60,7 @@ pub async fn one_channel(
     ChannelPath { tenant, channel }: ChannelPath,
     RawQuery(query): RawQuery,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    bound: Option<Extension<WriteBound>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ip = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
@@ -71,6 +72,7 @@ pub async fn one_channel(
         query.as_deref(),
         &headers,
         ip,
+        bound.map(|Extension(b)| b),
     )
     .await
 }
@@ -95,6 +97,7 @@ pub async fn several_channels(
     TenantPath(tenant): TenantPath,
     RawQuery(query): RawQuery,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    bound: Option<Extension<WriteBound>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut channels: Vec<ChannelName> = Vec::new();
@@ -132,6 +135,7 @@ pub async fn several_channels(
         query.as_deref(),
         &headers,
         ip,
+        bound.map(|Extension(b)| b),
     )
     .await
 }
@@ -147,6 +151,7 @@ fn too_many_channels(max: usize) -> ApiError {
 /// starts the stream. Its span (`subscribe`) ends when the stream is answered; a resuming
 /// stream's first page of history is traced as `replay`, and the rest of the stream as nothing.
 #[tracing::instrument(name = "subscribe", skip_all, fields(tenant = %tenant, channels = channels.len()))]
+#[allow(clippy::too_many_arguments)]
 async fn open(
     state: EdgeState,
     tenant: TenantSlug,
@@ -155,6 +160,7 @@ async fn open(
     query: Option<&str>,
     headers: &HeaderMap,
     ip: Option<IpAddr>,
+    bound: Option<WriteBound>,
 ) -> Result<Response, ApiError> {
     let tenant_row = state
         .view
@@ -243,7 +249,9 @@ async fn open(
         .iter()
         .any(|l| l.catching_up)
         .then(|| tracing::info_span!("replay", tenant = %tenant));
-    let feed = Feed::new(state, grant, permit, meter, end, lanes, multi, live, first);
+    let feed = Feed::new(
+        state, grant, permit, meter, end, lanes, multi, live, first, bound,
+    );
     let body = Body::from_stream(stream::unfold(
         (feed, replay),
         |(mut feed, replay)| async move {

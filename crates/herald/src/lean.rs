@@ -155,6 +155,9 @@ fn build(head: &httparse::Request<'_, '_>, peer: SocketAddr) -> Option<Request<B
     *req.version_mut() = version;
     *req.headers_mut() = headers;
     req.extensions_mut().insert(ConnectInfo(peer));
+    // Each chunk is written before the next is asked for: none waits queued here.
+    req.extensions_mut()
+        .insert(herald_edge::WriteBound(herald_edge::MAX_LEAN_WRITE));
     Some(req)
 }
 

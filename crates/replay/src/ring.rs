@@ -262,6 +262,43 @@ impl Receiver {
         take(&self.shared, &mut self.next)
     }
 
+    /// Reads everything waiting, in order, under one lock and without cloning a value: `f` is
+    /// shown each value by reference (a value shown is read) and answers whether it wants the
+    /// next one. Ends `Ok` when `f` declined, else with why there is no next value: `Empty`,
+    /// `Closed`, or `Lagged` (then before reading anything, as `try_recv` would).
+    ///
+    /// This is how a stream gathers a burst: one lock and no reference count per event, where
+    /// `try_recv` takes the lock and clones the event for each. `f` runs under the ring's lock,
+    /// so it must be short and must not touch the ring.
+    pub fn try_recv_each(&mut self, mut f: impl FnMut(&Live) -> bool) -> Result<(), TryRecvError> {
+        let mut ring = self.shared.lock();
+        if self.next < ring.head {
+            let missed = ring.head - self.next;
+            self.next = ring.head;
+            return Err(TryRecvError::Lagged(missed));
+        }
+        while self.next < ring.tail {
+            let slot = ring.slot(self.next);
+            self.next += 1;
+            slot.rem = slot.rem.saturating_sub(1);
+            let more = f(slot
+                .val
+                .as_ref()
+                .expect("a retained slot this receiver has not read holds its value"));
+            if slot.rem == 0 {
+                slot.val = None;
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+        Err(if ring.senders == 0 {
+            TryRecvError::Closed
+        } else {
+            TryRecvError::Empty
+        })
+    }
+
     /// The next value, waiting for it.
     pub async fn recv(&mut self) -> Result<Live, RecvError> {
         let shared = &*self.shared;
@@ -390,6 +427,81 @@ mod tests {
         let ring = tx.shared.lock();
         assert!(!ring.unread());
         assert!(ring.slots.iter().all(|s| s.val.is_none()));
+    }
+
+    fn position(live: &Live) -> u64 {
+        match live {
+            Live::Event(e) => e.cursor.position.ms,
+            Live::Resync => 0,
+        }
+    }
+
+    fn numbered(n: u64) -> Live {
+        use herald_core::{Cursor, Epoch, Event, EventData, EventType, Position};
+        let event = Event {
+            event_type: EventType::message(),
+            data: EventData::from_text("x"),
+        };
+        let cursor = Cursor::new(Epoch(1), Position::new(n, 0));
+        Live::Event(Arc::new(crate::LiveEvent::encode(cursor, &event)))
+    }
+
+    #[test]
+    fn reading_each_takes_what_waits_in_order_and_stops_when_asked() {
+        let tx = channel(1024);
+        let mut rx = tx.subscribe();
+        let mut other = tx.subscribe();
+        for n in 1..=10 {
+            tx.send(numbered(n)).unwrap();
+        }
+        let mut seen = Vec::new();
+        let end = rx.try_recv_each(|live| {
+            seen.push(position(live));
+            seen.len() < 4
+        });
+        assert!(end.is_ok());
+        assert_eq!(seen, [1, 2, 3, 4]);
+        let end = rx.try_recv_each(|live| {
+            seen.push(position(live));
+            true
+        });
+        assert!(matches!(end, Err(TryRecvError::Empty)));
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+        // Read by one, the values are still there for the other, and freed once it has read.
+        assert!(matches!(other.try_recv(), Ok(ref l) if position(l) == 1));
+        assert!(matches!(
+            other.try_recv_each(|_| true),
+            Err(TryRecvError::Empty)
+        ));
+        assert!(tx.shared.lock().slots.iter().all(|s| s.val.is_none()));
+        drop(tx);
+        assert!(matches!(
+            rx.try_recv_each(|_| true),
+            Err(TryRecvError::Closed)
+        ));
+    }
+
+    #[test]
+    fn reading_each_reports_a_lag_before_reading() {
+        let tx = channel(16);
+        let mut rx = tx.subscribe();
+        for n in 1..=20 {
+            tx.send(numbered(n)).unwrap();
+        }
+        let mut seen = Vec::new();
+        let end = rx.try_recv_each(|live| {
+            seen.push(position(live));
+            true
+        });
+        assert!(matches!(end, Err(TryRecvError::Lagged(4))));
+        assert!(seen.is_empty());
+        assert!(rx
+            .try_recv_each(|live| {
+                seen.push(position(live));
+                true
+            })
+            .is_err());
+        assert_eq!(seen, (5..=20).collect::<Vec<_>>());
     }
 
     #[tokio::test]
