@@ -17,9 +17,10 @@
 //! reference count per event), and a write never passes [`MAX_WRITE`] bytes (or the server's
 //! [`WriteBound`]). A stream that has scheduled a write is not woken by the events it will
 //! carry: they wait in the channel's ring (shared by all its subscribers) and are read when the
-//! write is due, so a busy stream costs two wake-ups per write, not one per event. Likewise,
-//! while the connection cannot take more, it stops asking for chunks, and events wait in the
-//! ring, not in the stream.
+//! write is due, and a busy stream whose write carried events goes on gathering for the next
+//! interval: one wake-up (its timer) per write while it stays busy, not one per event; an
+//! interval that gathered nothing makes it quiet again. Likewise, while the connection cannot
+//! take more, it stops asking for chunks, and events wait in the ring, not in the stream.
 //!
 //! Per stream this holds its lanes, one timer (the next flush or heartbeat), the chunk being
 //! gathered and at most one history page ([`herald_replay::PAGE_BYTES`] of data); an idle
