@@ -146,19 +146,6 @@ impl LiveFeeds {
             Self::Many(all) => all.next().await.unwrap_or(Item::Closed),
         }
     }
-
-    /// What is already waiting, without waiting.
-    fn ready(&mut self) -> Option<Item> {
-        match self {
-            Self::One(rx) => match rx.try_recv() {
-                Ok(live) => Some(Item::Live(0, live)),
-                Err(TryRecvError::Empty) => None,
-                Err(TryRecvError::Lagged(_)) => Some(Item::Lagged(0)),
-                Err(TryRecvError::Closed) => Some(Item::Closed),
-            },
-            Self::Many(all) => all.next().now_or_never().map(|i| i.unwrap_or(Item::Closed)),
-        }
-    }
 }
 
 /// The chunk being gathered for the next write.
@@ -505,16 +492,22 @@ impl Feed {
             if resync {
                 self.resync(0);
             }
+            // Neither gathers an event.
             match end {
                 Ok(()) | Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Lagged(_)) => newest = self.take(Item::Lagged(0)).or(newest),
-                Err(TryRecvError::Closed) => newest = self.take(Item::Closed).or(newest),
+                Err(TryRecvError::Lagged(_)) => _ = self.take(Item::Lagged(0)),
+                Err(TryRecvError::Closed) => _ = self.take(Item::Closed),
             }
             return newest;
         }
         while self.chunk.len() < max && !self.ending {
-            let Some(item) = self.live.ready() else { break };
-            newest = self.take(item).or(newest);
+            let LiveFeeds::Many(all) = &mut self.live else {
+                break;
+            };
+            let Some(item) = all.next().now_or_never() else {
+                break;
+            };
+            newest = self.take(item.unwrap_or(Item::Closed)).or(newest);
         }
         newest
     }

@@ -230,30 +230,52 @@ impl fmt::Debug for Sender {
     }
 }
 
-/// Takes the receiver's next value, if there is one.
-fn take(shared: &Shared, next: &mut u64) -> Result<Live, TryRecvError> {
-    let mut ring = shared.lock();
-    if *next < ring.head {
-        let missed = ring.head - *next;
-        *next = ring.head;
-        return Err(TryRecvError::Lagged(missed));
+impl Ring {
+    /// A receiver at `next` that fell behind the oldest retained event: it moves there, and
+    /// hears how many it missed.
+    fn lag(&self, next: &mut u64) -> Result<(), TryRecvError> {
+        if *next < self.head {
+            let missed = self.head - *next;
+            *next = self.head;
+            return Err(TryRecvError::Lagged(missed));
+        }
+        Ok(())
     }
-    if *next == ring.tail {
-        return Err(if ring.senders == 0 {
+
+    /// Why a receiver that has read everything gets nothing.
+    fn nothing(&self) -> TryRecvError {
+        if self.senders == 0 {
             TryRecvError::Closed
         } else {
             TryRecvError::Empty
-        });
+        }
     }
-    let slot = ring.slot(*next);
-    *next += 1;
-    slot.rem = slot.rem.saturating_sub(1);
+
+    /// Counts the slot at `next` read by one more receiver, and moves `next` past it.
+    fn read(&mut self, next: &mut u64) -> &mut Slot {
+        let slot = self.slot(*next);
+        *next += 1;
+        slot.rem = slot.rem.saturating_sub(1);
+        slot
+    }
+}
+
+const HOLDS_VALUE: &str = "a retained slot this receiver has not read holds its value";
+
+/// Takes the receiver's next value, if there is one.
+fn take(shared: &Shared, next: &mut u64) -> Result<Live, TryRecvError> {
+    let mut ring = shared.lock();
+    ring.lag(next)?;
+    if *next == ring.tail {
+        return Err(ring.nothing());
+    }
+    let slot = ring.read(next);
     let val = if slot.rem == 0 {
         slot.val.take()
     } else {
         slot.val.clone()
     };
-    Ok(val.expect("a retained slot this receiver has not read holds its value"))
+    Ok(val.expect(HOLDS_VALUE))
 }
 
 impl Receiver {
@@ -272,19 +294,10 @@ impl Receiver {
     /// so it must be short and must not touch the ring.
     pub fn try_recv_each(&mut self, mut f: impl FnMut(&Live) -> bool) -> Result<(), TryRecvError> {
         let mut ring = self.shared.lock();
-        if self.next < ring.head {
-            let missed = ring.head - self.next;
-            self.next = ring.head;
-            return Err(TryRecvError::Lagged(missed));
-        }
+        ring.lag(&mut self.next)?;
         while self.next < ring.tail {
-            let slot = ring.slot(self.next);
-            self.next += 1;
-            slot.rem = slot.rem.saturating_sub(1);
-            let more = f(slot
-                .val
-                .as_ref()
-                .expect("a retained slot this receiver has not read holds its value"));
+            let slot = ring.read(&mut self.next);
+            let more = f(slot.val.as_ref().expect(HOLDS_VALUE));
             if slot.rem == 0 {
                 slot.val = None;
             }
@@ -292,11 +305,7 @@ impl Receiver {
                 return Ok(());
             }
         }
-        Err(if ring.senders == 0 {
-            TryRecvError::Closed
-        } else {
-            TryRecvError::Empty
-        })
+        Err(ring.nothing())
     }
 
     /// The next value, waiting for it.
