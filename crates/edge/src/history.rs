@@ -113,7 +113,7 @@ pub async fn history(
             "an API key or a subscriber token is required",
         ));
     }
-    let settings = state.view.channel(tenant.id, &channel).await?;
+    let settings = state.view.channel(&tenant, &channel).await?;
     credential.check(
         &channel,
         settings.visibility == herald_store::Visibility::Private,

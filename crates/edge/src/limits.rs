@@ -184,6 +184,7 @@ mod tests {
             suspended_at: None,
             created_at: OffsetDateTime::UNIX_EPOCH,
             channel_defaults: ChannelSettings::default(),
+            channels_version: 0,
         }
     }
 

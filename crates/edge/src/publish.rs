@@ -244,7 +244,7 @@ async fn append(
     let slug = &limits.tenant.slug;
     let mut batch = Vec::with_capacity(n);
     for (channel, event) in channels.iter().zip(events) {
-        let settings = state.view.channel(key.tenant_id, channel).await?;
+        let settings = state.view.channel(&limits.tenant, channel).await?;
         batch.push(Append {
             channel: ChannelKey::new(slug.clone(), channel.clone()),
             event,

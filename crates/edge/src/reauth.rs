@@ -242,10 +242,10 @@ impl Grant {
 
     async fn check(&mut self, state: &EdgeState) -> Result<Option<EndReason>, StoreError> {
         let view = &state.view;
-        match view.tenant(&self.tenant.slug).await? {
-            Some(t) if t.id == self.tenant.id && t.suspended_at.is_none() => {}
+        let tenant = match view.tenant(&self.tenant.slug).await? {
+            Some(t) if t.id == self.tenant.id && t.suspended_at.is_none() => t,
             _ => return Ok(Some(EndReason::TenantInactive)),
-        }
+        };
         let revoked = Ok(Some(EndReason::AccessRevoked));
         match &mut self.credential {
             Credential::Anonymous => {}
@@ -274,7 +274,7 @@ impl Grant {
             }
         }
         for channel in &self.channels {
-            let settings = view.channel(self.tenant.id, channel).await?;
+            let settings = view.channel(&tenant, channel).await?;
             let private = settings.visibility == Visibility::Private;
             if self.credential.check(channel, private).is_err() {
                 return revoked;

@@ -180,7 +180,7 @@ async fn open(
         return Err(too_many_channels(plan.channels_per_connection as usize));
     }
     for channel in &channels {
-        let settings = state.view.channel(tenant_row.id, channel).await?;
+        let settings = state.view.channel(&tenant_row, channel).await?;
         credential.check(channel, settings.visibility == Visibility::Private)?;
     }
     state.limits.connect(&tenant_row, ip)?;

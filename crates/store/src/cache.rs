@@ -34,6 +34,10 @@ use crate::{ApiKeyAuth, ChannelSettings, SigningKey, Store, StoreError, Tenant, 
 
 /// How long an answer from the store is trusted.
 pub const TTL: Duration = Duration::from_secs(1);
+/// How long a channel's own settings are kept unused. They are not trusted by age but by their
+/// tenant's `channels_version` ([`ControlView::channel`]); this only frees the memory of
+/// channels no longer used, and bounds what a write that did not raise the counter could hide.
+pub const CHANNEL_TTL: Duration = Duration::from_secs(60);
 /// Entries kept at most per cache.
 pub const MAX_ENTRIES: u64 = 100_000;
 /// How long the last known answers are served while the store is unreachable, unless configured
@@ -258,6 +262,27 @@ where
         answer.map_err(StoreError::shared)
     }
 
+    /// [`Cache::get_or_load`], except that a cached value `stale` refuses is loaded again (the
+    /// last known answer still stands in for an unreachable store).
+    pub async fn get_or_load_unless<F>(
+        &self,
+        key: K,
+        stale: impl FnOnce(&V) -> bool,
+        load: F,
+    ) -> Result<V, StoreError>
+    where
+        F: Future<Output = Result<V, StoreError>>,
+    {
+        if let Some(value) = self.fresh.get(&key).await {
+            if !stale(&value) {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(value);
+            }
+            self.fresh.invalidate(&key).await;
+        }
+        self.get_or_load(key, load).await
+    }
+
     /// Drops `key`, its last known answer included, so that the next read loads it again.
     pub async fn forget(&self, key: &K) {
         self.fresh.invalidate(key).await;
@@ -293,13 +318,21 @@ fn too_slow() -> StoreError {
     )))
 }
 
+/// A channel's own settings (`None`: it has none, its tenant's defaults apply), as read while
+/// the tenant's `channels_version` was `version`.
+#[derive(Clone)]
+struct OwnSettings {
+    version: i64,
+    settings: Option<ChannelSettings>,
+}
+
 /// Cached reads of the control plane.
 pub struct ControlView {
     store: Store,
     fallback: Arc<Fallback>,
     tenants: Cache<TenantSlug, Option<Arc<Tenant>>>,
     keys: Cache<KeyId, Option<Arc<ApiKeyAuth>>>,
-    channels: Cache<(TenantId, ChannelName), Arc<ChannelSettings>>,
+    channels: Cache<(TenantId, ChannelName), OwnSettings>,
     signing_keys: Cache<TenantId, Arc<[SigningKey]>>,
 }
 
@@ -312,7 +345,7 @@ impl ControlView {
             store,
             tenants: Cache::new(MAX_ENTRIES, TTL, fallback.clone()),
             keys: Cache::new(MAX_ENTRIES, TTL, fallback.clone()),
-            channels: Cache::new(MAX_ENTRIES, TTL, fallback.clone()),
+            channels: Cache::new(MAX_ENTRIES, CHANNEL_TTL, fallback.clone()),
             signing_keys: Cache::new(MAX_ENTRIES, TTL, fallback.clone()),
             fallback,
         }
@@ -351,19 +384,38 @@ impl ControlView {
             .await
     }
 
-    /// A channel's settings (its own, or the tenant's defaults).
+    /// A channel's settings: its own, or the defaults of `tenant`, the row the caller works with
+    /// (from [`ControlView::tenant`], so at most [`TTL`] old).
+    ///
+    /// A channel's own row is read again only once `tenant` counts a channel change the cached
+    /// one was not read under: every write of a channel row raises the tenant's
+    /// `channels_version`, and the counter is read (with the tenant) before the row, so a cached
+    /// row is at least as new as the counter it is kept with. A channel that is used but never
+    /// changed costs no query, however rarely it is used; a change made on any process is seen
+    /// as soon as the tenant row is, within [`TTL`].
     pub async fn channel(
         &self,
-        tenant: TenantId,
+        tenant: &Tenant,
         channel: &ChannelName,
-    ) -> Result<Arc<ChannelSettings>, StoreError> {
-        self.channels
-            .get_or_load((tenant, channel.clone()), async {
-                Ok(Arc::new(
-                    self.store.channel_settings(tenant, channel).await?,
-                ))
-            })
-            .await
+    ) -> Result<ChannelSettings, StoreError> {
+        let version = tenant.channels_version;
+        let own = self
+            .channels
+            .get_or_load_unless(
+                (tenant.id, channel.clone()),
+                |own| own.version < version,
+                async {
+                    let own = self.store.channel(tenant.id, channel).await?;
+                    Ok(OwnSettings {
+                        version,
+                        settings: own.map(|c| c.settings),
+                    })
+                },
+            )
+            .await?;
+        Ok(own
+            .settings
+            .unwrap_or_else(|| tenant.channel_defaults.clone()))
     }
 
     /// The tenant's signing keys that still verify, newest first.

@@ -3,6 +3,10 @@
 //! A channel needs no row to exist: publishing to a new name uses the tenant's channel defaults.
 //! It gets a row of its own once it is created or patched through the admin API, and
 //! [`Store::channel_settings`] answers with the row when there is one and the defaults otherwise.
+//!
+//! Every write of a channel's row raises its tenant's `channels_version` in the same transaction
+//! ([`Tenant::channels_version`](crate::Tenant)): what lets the edges' cache trust a channel's
+//! settings for as long as the tenant row says nothing changed.
 
 use std::fmt;
 
@@ -184,7 +188,8 @@ impl Store {
         settings: &ChannelSettings,
     ) -> Result<Channel, StoreError> {
         let now = now_ms();
-        let row = write_channel(&self.pool, tenant, name, settings, now, false)
+        let mut tx = self.pool.begin().await?;
+        let row = write_channel(&mut *tx, tenant, name, settings, now, false)
             .await
             .map_err(|err| {
                 if is_unique_violation(&err) {
@@ -193,6 +198,8 @@ impl Store {
                     not_found_on_missing_parent(err)
                 }
             })?;
+        raise_channels_version(&mut *tx, tenant).await?;
+        tx.commit().await?;
         Ok(row.try_into()?)
     }
 
@@ -204,9 +211,12 @@ impl Store {
         name: &ChannelName,
         settings: &ChannelSettings,
     ) -> Result<Channel, StoreError> {
-        let row = write_channel(&self.pool, tenant, name, settings, now_ms(), true)
+        let mut tx = self.pool.begin().await?;
+        let row = write_channel(&mut *tx, tenant, name, settings, now_ms(), true)
             .await
             .map_err(not_found_on_missing_parent)?;
+        raise_channels_version(&mut *tx, tenant).await?;
+        tx.commit().await?;
         Ok(row.try_into()?)
     }
 
@@ -217,7 +227,13 @@ impl Store {
         tenant: TenantId,
         name: &ChannelName,
     ) -> Result<bool, StoreError> {
-        Ok(delete_channel(&self.pool, tenant, name).await? > 0)
+        let mut tx = self.pool.begin().await?;
+        let had_row = delete_channel(&mut *tx, tenant, name).await? > 0;
+        if had_row {
+            raise_channels_version(&mut *tx, tenant).await?;
+        }
+        tx.commit().await?;
+        Ok(had_row)
     }
 
     /// Replaces the tenant's channel defaults. `NotFound` when the tenant does not exist.
@@ -328,6 +344,15 @@ async fn delete_channel(
         .execute(e)
         .await?;
     Ok(result.rows_affected())
+}
+
+/// Tells the edges' caches that one of the tenant's channel rows changed (see the module doc).
+async fn raise_channels_version(e: impl AnyExecutor<'_>, tenant: TenantId) -> sqlx::Result<()> {
+    sqlx::query(r#"update tenants set channels_version = channels_version + 1 where id = $1"#)
+        .bind(tenant.0)
+        .execute(e)
+        .await?;
+    Ok(())
 }
 
 async fn update_defaults(

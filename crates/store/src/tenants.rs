@@ -41,6 +41,11 @@ pub struct Tenant {
     pub created_at: OffsetDateTime,
     /// What a channel without settings of its own uses.
     pub channel_defaults: ChannelSettings,
+    /// Raised whenever one of the tenant's channels gets, changes or loses settings of its own:
+    /// a channel's cached settings hold while the tenant carries the counter they were read
+    /// under. Internal, never shown.
+    #[serde(skip)]
+    pub channels_version: i64,
 }
 
 /// What a member may do in a tenant.
@@ -152,6 +157,7 @@ pub(crate) struct TenantRow {
     allowed_origins: String,
     suspended_at: Option<i64>,
     created_at: i64,
+    channels_version: i64,
     #[sqlx(flatten)]
     defaults: SettingsRow,
 }
@@ -169,6 +175,7 @@ impl TryFrom<TenantRow> for Tenant {
             suspended_at: from_ms_opt(row.suspended_at)?,
             created_at: from_ms(row.created_at)?,
             channel_defaults: row.defaults.try_into()?,
+            channels_version: row.channels_version,
         })
     }
 }
@@ -443,12 +450,12 @@ pub(crate) async fn create_tenant_in(
 
 /// The columns of a [`TenantRow`], from `tenants` aliased `t`.
 const TENANT_COLUMNS: &str = "t.id, t.slug, t.name, t.plan, t.allowed_origins, t.suspended_at, \
-     t.created_at, t.default_visibility as visibility, t.default_history_size as history_size, \
+     t.created_at, t.channels_version, t.default_visibility as visibility, t.default_history_size as history_size, \
      t.default_history_ttl_seconds as history_ttl_seconds";
 
 /// The same columns for a `returning` clause, where the table has no alias.
 const RETURNING_TENANT: &str = "id, slug, name, plan, allowed_origins, suspended_at, created_at, \
-     default_visibility as visibility, default_history_size as history_size, \
+     channels_version, default_visibility as visibility, default_history_size as history_size, \
      default_history_ttl_seconds as history_ttl_seconds";
 
 pub(crate) async fn insert_tenant(
