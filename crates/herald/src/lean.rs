@@ -22,6 +22,7 @@
 //! the parser refuses, one followed at once by pipelined bytes — goes to hyper exactly as
 //! before, with the bytes already read replayed first ([`Rewind`]).
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -52,11 +53,10 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 
 /// What the first bytes of a connection turned out to be.
-// Once per connection, moved out at once: boxing the request would only add an allocation.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum First {
-    /// A stream request, parsed; its head buffer is gone.
-    Stream(Request<Body>),
+    /// A stream request, parsed; its head buffer is gone. Boxed, so that the connection's task,
+    /// which keeps room for this answer for its whole life, keeps no room for a request.
+    Stream(Box<Request<Body>>),
     /// Anything else, for hyper: the bytes read so far, to be read again.
     Hyper(Bytes),
     /// The client closed, or sent nothing whole within the timeout.
@@ -88,7 +88,7 @@ pub(crate) async fn read_head(tcp: &mut TcpStream, peer: SocketAddr, timeout: Du
         }
     };
     match tokio::time::timeout(timeout, read).await {
-        Ok(Some(Parsed::Stream(req))) => First::Stream(req),
+        Ok(Some(Parsed::Stream(req))) => First::Stream(Box::new(req)),
         // hyper answers what we do not serve, including a head over its limit (431).
         Ok(Some(_)) => First::Hyper(buf.freeze()),
         // Whatever hyper would say to a head that never completed, nobody is there to read.
@@ -162,23 +162,45 @@ fn build(head: &httparse::Request<'_, '_>, peer: SocketAddr) -> Option<Request<B
 }
 
 /// Answers a stream request on `tcp` through `router`, and ends the connection.
-pub(crate) async fn serve(mut tcp: TcpStream, router: Router, req: Request<Body>) {
+///
+/// An idle stream is this future, waiting, so it holds only what the stream needs: the
+/// socket, the body and the state of one wait. The router's future, the answer to a refusal
+/// and the closing linger are boxed, their state allocated only while they run. (It is not an
+/// `async fn`, which would keep the request and the router in it for the stream's whole life.)
+pub(crate) fn serve(
+    mut tcp: TcpStream,
+    mut router: Router,
+    req: Box<Request<Body>>,
+) -> impl Future<Output = ()> + Send {
     let http10 = req.version() == Version::HTTP_10;
-    let response = router
-        .clone()
-        .call(req)
-        .await
-        .unwrap_or_else(|e| match e {});
-    let result = if is_event_stream(&response) {
-        stream(&mut tcp, response, http10).await
-    } else {
-        answer(&mut tcp, response, http10).await
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "stream connection ended with an error");
-        return;
+    let call = Box::pin(router.call(*req));
+    async move {
+        let response = call.await.unwrap_or_else(|e| match e {});
+        let result = match event_stream(response, http10) {
+            Ok((head, body)) => stream(&mut tcp, head, body, http10).await,
+            Err(other) => Box::pin(answer(&mut tcp, *other, http10)).await,
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "stream connection ended with an error");
+            return;
+        }
+        Box::pin(linger(tcp)).await;
     }
-    linger(tcp).await;
+}
+
+/// An event stream's head, written out, and its body; any other answer as it is (boxed: the
+/// stream's future keeps room for whichever it got).
+fn event_stream(response: Response, http10: bool) -> Result<(Vec<u8>, Body), Box<Response>> {
+    if !is_event_stream(&response) {
+        return Err(Box::new(response));
+    }
+    let (parts, body) = response.into_parts();
+    let framing = if http10 {
+        ""
+    } else {
+        "transfer-encoding: chunked\r\n"
+    };
+    Ok((head(parts.status, &parts.headers, http10, framing), body))
 }
 
 fn is_event_stream(response: &Response) -> bool {
@@ -221,16 +243,14 @@ fn head(status: StatusCode, headers: &HeaderMap, http10: bool, framing: &str) ->
 
 /// Writes an event stream's head and then its body as it comes, until the body ends (the
 /// stream ended on our side: drain, access revoked …) or the client goes away.
-async fn stream(tcp: &mut TcpStream, response: Response, http10: bool) -> io::Result<()> {
-    let framing = if http10 {
-        ""
-    } else {
-        "transfer-encoding: chunked\r\n"
-    };
-    let head = head(response.status(), response.headers(), http10, framing);
+async fn stream(
+    tcp: &mut TcpStream,
+    head: Vec<u8>,
+    mut body: Body,
+    http10: bool,
+) -> io::Result<()> {
     tcp.write_all(&head).await?;
     drop(head);
-    let mut body = response.into_body();
     loop {
         let frame = tokio::select! {
             biased;
