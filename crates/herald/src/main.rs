@@ -15,10 +15,18 @@ async fn main() -> ExitCode {
             sample_ratio: cli.config.trace_sample_ratio,
         },
     );
-    let code = match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // Spawned, not run in `block_on`: that future runs on the main thread, beside the runtime's
+    // workers, so every accepted connection would cost a wake-up of a worker and its task would
+    // be allocated in another thread's malloc arena than everything it does after.
+    let code = match tokio::spawn(run(cli)).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("herald: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => {
+            eprintln!("herald: {e}");
             ExitCode::FAILURE
         }
     };
