@@ -252,10 +252,9 @@ async fn stream(
     tcp.write_all(&head).await?;
     drop(head);
     loop {
-        let frame = tokio::select! {
-            biased;
-            frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)) => frame,
-            gone = client_gone(tcp) => {
+        let frame = match std::future::poll_fn(|cx| next(tcp, Pin::new(&mut body), cx)).await {
+            Next::Frame(frame) => frame,
+            Next::Gone(gone) => {
                 gone?;
                 return Err(io::ErrorKind::ConnectionReset.into());
             }
@@ -284,18 +283,39 @@ async fn stream(
     Ok(())
 }
 
-/// Resolves when the client has closed or reset the connection. Bytes it sends meanwhile (it
-/// should send none) are read and dropped, a few at a time, into a buffer that exists only
-/// while they are read.
-async fn client_gone(tcp: &TcpStream) -> io::Result<()> {
+/// What a stream's wait ended with.
+enum Next {
+    /// The body's next frame, or its end.
+    Frame(Option<Result<http_body::Frame<Bytes>, axum::Error>>),
+    /// The client closed (`Ok`) or reset the connection.
+    Gone(io::Result<()>),
+}
+
+/// Waits for the body's next frame and, meanwhile, for the client to go away. Bytes the client
+/// sends (it should send none) are read and dropped, a few at a time, into a buffer that
+/// exists only while they are read.
+///
+/// A poll function rather than a `select!` of two futures: this runs once for every chunk a
+/// busy stream writes, and a readiness future would put a waiter on the socket's list and take
+/// it off again each time, where `poll_read_ready` keeps one waker in the socket's own slot.
+/// It is this connection's only reader, so that slot is its own.
+fn next(tcp: &TcpStream, body: Pin<&mut Body>, cx: &mut Context<'_>) -> Poll<Next> {
+    if let Poll::Ready(frame) = body.poll_frame(cx) {
+        return Poll::Ready(Next::Frame(frame));
+    }
     loop {
-        tcp.readable().await?;
+        // Ready or not, this counts against the task's cooperative budget: a client that
+        // sends without pause cannot keep the thread here.
+        if let Err(e) = std::task::ready!(tcp.poll_read_ready(cx)) {
+            return Poll::Ready(Next::Gone(Err(e)));
+        }
         let mut sink = [0u8; 64];
         match tcp.try_read(&mut sink) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Poll::Ready(Next::Gone(Ok(()))),
+            // Readiness is cleared by the `WouldBlock`: the next poll waits again.
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => return Poll::Ready(Next::Gone(Err(e))),
         }
     }
 }

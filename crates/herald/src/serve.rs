@@ -394,7 +394,7 @@ mod future_sizes {
         let run = size_of_output3(Connection::run);
         let lean = size_of_output3(lean::serve);
         let hyper = size_of_output6(hyper_connection);
-        // Today (release): 392, 536 and 1,864 bytes; before the boxing, run was 1,824 and
+        // Today (release): 392, 512 and 1,864 bytes; before the boxing, run was 1,824 and
         // lean::serve 1,376.
         assert!(
             run <= 512 && run < hyper,
