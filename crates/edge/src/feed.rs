@@ -338,9 +338,19 @@ impl Feed {
             };
             tokio::select! {
                 biased;
-                _ = self.state.shutdown.cancelled() => {
-                    self.end.ending(EndReason::Drain);
-                    return None;
+                // The process is draining, or the credential may have lost its grant: end the
+                // stream (a revoked one's reconnect is refused). First, so that no flow of
+                // events keeps either waiting. One signal for both: a stream waits on the
+                // process's shutdown only through its tenant's signal, a child of it.
+                _ = self.grant.changed() => {
+                    if self.state.shutdown.is_cancelled() {
+                        self.end.ending(EndReason::Drain);
+                        return None;
+                    }
+                    if let Some(reason) = self.recheck().await {
+                        self.end.ending(reason);
+                        return None;
+                    }
                 }
                 // A stream gathering for a write it has scheduled is not woken by each event:
                 // they wait in the channel's ring and are read at once when the write is due.
@@ -351,11 +361,6 @@ impl Feed {
                         self.schedule(Instant::from_std(at));
                     }
                 }
-                // The credential lost its grant: end the stream; the reconnect is refused.
-                _ = self.grant.changed() => if let Some(reason) = self.recheck().await {
-                    self.end.ending(reason);
-                    return None;
-                },
                 _ = retry => self.retry_read = None,
                 _ = self.timer.as_mut() => {
                     if let Some(at) = self.flush_at.take() {

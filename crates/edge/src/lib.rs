@@ -90,7 +90,7 @@ impl EdgeState {
     /// The state of an edge on `edge`'s broker and store. Starts following the broker's
     /// re-authorisation orders (until `edge.shutdown`), so it must be called on a Tokio runtime.
     pub fn new(edge: Edge) -> Self {
-        let reauth = Arc::new(reauth::Reauth::default());
+        let reauth = Arc::new(reauth::Reauth::new(edge.shutdown.clone()));
         reauth.clone().listen(
             edge.broker.as_ref(),
             edge.view.clone(),

@@ -33,10 +33,12 @@ use crate::stream_end::EndReason;
 use crate::EdgeState;
 
 /// Each tenant's signal to its open streams on this process: cancelled (and replaced) when the
-/// tenant's access rules change.
-#[derive(Default)]
+/// tenant's access rules change, and when the process starts draining. A signal is a child of
+/// the process's shutdown token, so a stream waits on one signal for both, and a draining
+/// process wakes every stream through it.
 pub struct Reauth {
     tenants: Mutex<HashMap<TenantSlug, Signal>>,
+    shutdown: CancellationToken,
 }
 
 struct Signal {
@@ -47,6 +49,13 @@ struct Signal {
 }
 
 impl Reauth {
+    pub(crate) fn new(shutdown: CancellationToken) -> Self {
+        Self {
+            tenants: Mutex::default(),
+            shutdown,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantSlug, Signal>> {
         // The map stays consistent whatever panicked while holding the lock.
         self.tenants.lock().unwrap_or_else(|e| e.into_inner())
@@ -60,7 +69,7 @@ impl Reauth {
             .entry(tenant.slug.clone())
             .or_insert_with(|| Signal {
                 tenant: tenant.id,
-                token: CancellationToken::new(),
+                token: self.shutdown.child_token(),
                 streams: 0,
             });
         signal.streams += 1;
@@ -74,7 +83,7 @@ impl Reauth {
     fn current(&self, tenant: &TenantSlug) -> CancellationToken {
         self.lock()
             .get(tenant)
-            .map_or_else(CancellationToken::new, |s| s.token.clone())
+            .map_or_else(|| self.shutdown.child_token(), |s| s.token.clone())
     }
 
     /// The tenants with open streams on this process.
@@ -90,7 +99,7 @@ impl Reauth {
         for (slug, signal) in self.lock().iter_mut() {
             if tenant.is_none_or(|t| t == slug) {
                 signal.token.cancel();
-                signal.token = CancellationToken::new();
+                signal.token = self.shutdown.child_token();
             }
         }
     }
@@ -209,7 +218,7 @@ pub(crate) struct Grant {
 
 impl Grant {
     /// Resolves when the grant must be checked again: the tenant's access rules changed, or
-    /// the token's signing key stopped verifying.
+    /// the token's signing key stopped verifying; and when the process starts draining.
     pub(crate) async fn changed(&mut self) {
         let until = async {
             match self.until.as_mut() {
