@@ -68,7 +68,8 @@ pub(crate) fn check_channel(key: &ApiKeyAuth, channel: &ChannelName) -> Result<(
 /// Who is subscribing.
 pub enum Credential {
     Anonymous,
-    Token(Verified),
+    /// Boxed: every open stream keeps its credential, and most are anonymous or keyed.
+    Token(Box<Verified>),
     /// A server-side subscriber with an API key of the `subscribe` scope.
     Key(Arc<ApiKeyAuth>),
 }
@@ -85,11 +86,11 @@ impl Credential {
         query_token: Option<&str>,
     ) -> Result<Self, ApiError> {
         match (query_token, bearer(headers)) {
-            (Some(token), _) => Ok(Self::Token(verify(state, tenant, token).await?)),
+            (Some(token), _) => Ok(Self::Token(Box::new(verify(state, tenant, token).await?))),
             (None, Some(b)) if b.starts_with("hk_") => Ok(Self::Key(
                 authenticate(state, headers, &tenant.slug, Scope::Subscribe).await?,
             )),
-            (None, Some(token)) => Ok(Self::Token(verify(state, tenant, token).await?)),
+            (None, Some(token)) => Ok(Self::Token(Box::new(verify(state, tenant, token).await?))),
             (None, None) => Ok(Self::Anonymous),
         }
     }
