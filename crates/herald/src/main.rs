@@ -18,15 +18,15 @@ async fn main() -> ExitCode {
     // Spawned, not run in `block_on`: that future runs on the main thread, beside the runtime's
     // workers, so every accepted connection would cost a wake-up of a worker and its task would
     // be allocated in another thread's malloc arena than everything it does after.
-    let code = match tokio::spawn(run(cli)).await {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
-            eprintln!("herald: {}", one_line(&e));
-            ExitCode::FAILURE
-        }
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+    // The task is never cancelled (the runtime outlives this `block_on`): its only error is a
+    // panic, which goes on as one.
+    let result = tokio::spawn(run(cli))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("herald: {e}");
+            eprintln!("herald: {}", one_line(&e));
             ExitCode::FAILURE
         }
     };

@@ -163,8 +163,7 @@ impl Connection {
             First::Stream(req) => return Box::pin(lean::serve(tcp, self.router, req)).await,
             First::Hyper(read) => read,
             First::Nothing => {
-                let peer = self.peer;
-                tracing::debug!(%peer, "no request within the header read timeout; closing");
+                tracing::debug!(peer = %self.peer, "no request within the header read timeout; closing");
                 return;
             }
         };
