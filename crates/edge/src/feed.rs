@@ -24,21 +24,26 @@
 //!
 //! Per stream this holds its lanes, one timer (the next flush or heartbeat), the chunk being
 //! gathered and at most one history page ([`herald_replay::PAGE_BYTES`] of data); an idle
-//! stream holds no buffer of its own, and the future that waits for its next event is no larger
-//! than the wait itself needs (the rare re-check of its grant is boxed). A frame is
+//! stream holds no buffer of its own. A [`Feed`] is its response's body, polled by the
+//! connection (no stream adapter, and no future kept between chunks): it waits on its sources
+//! directly (its ring's wait, its grant's signal, its timers), and the rare round trip — a
+//! history read, a re-check of its grant — is a boxed future that exists only while it runs. A frame is
 //! encoded once per event by the hub; a one-channel stream's lone frame is written as the
 //! shared bytes themselves, and several frames (or a multi-channel stream's own `id:` line and
 //! the shared body) are copied into one chunk, which costs far less than the writes it saves.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{BoxStream, SelectAll, StreamExt};
-use futures_util::FutureExt;
 use herald_core::{sse, Cursor, Epoch, MultiCursor};
 use herald_replay::{
-    ChannelKey, ConnectionPermit, Gap, Live, LiveEvent, LiveReceiver, StoredEvent,
+    BrokerError, ChannelKey, ConnectionPermit, Gap, History, Live, LiveEvent, LiveReceiver,
+    StoredEvent,
 };
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::{Instant, Sleep};
@@ -136,14 +141,16 @@ impl LiveFeeds {
         Self::Many(all)
     }
 
-    async fn next(&mut self) -> Item {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Item> {
         match self {
-            Self::One(rx) => match rx.recv().await {
+            Self::One(rx) => rx.poll_recv(cx).map(|item| match item {
                 Ok(live) => Item::Live(0, live),
                 Err(RecvError::Lagged(_)) => Item::Lagged(0),
                 Err(RecvError::Closed) => Item::Closed,
-            },
-            Self::Many(all) => all.next().await.unwrap_or(Item::Closed),
+            }),
+            Self::Many(all) => all
+                .poll_next_unpin(cx)
+                .map(|item| item.unwrap_or(Item::Closed)),
         }
     }
 }
@@ -222,11 +229,29 @@ struct Page {
     events: std::vec::IntoIter<StoredEvent>,
 }
 
+/// What a stream waits for besides its events, on the heap only while it runs: a store or
+/// broker round trip makes a future of several KiB, which an idle stream must not carry.
+type Work = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// What the stream's in-flight work gave.
+enum Done {
+    /// A history page of lane `.0`.
+    Read(usize, Result<History, BrokerError>),
+    /// The grant, re-checked: why the stream must end, if it must; and, for the check of a
+    /// quiet moment, when that was (a heartbeat then goes).
+    Checked(Grant, Option<EndReason>, Option<Instant>),
+}
+
 /// One subscriber's stream: its channels, what it has still to send, and its live feeds.
 pub struct Feed {
     state: EdgeState,
-    /// What opened the stream, checked again when the control plane changes.
-    grant: Grant,
+    /// What opened the stream, checked again when the control plane changes (away while it is
+    /// being checked).
+    grant: Option<Grant>,
+    /// The history read or grant check under way.
+    work: Option<Work>,
+    /// The span of the stream's catch-up, entered until its first chunk.
+    replay: Option<Box<tracing::Span>>,
     /// Counts the connection against the tenant's quota until the stream ends.
     _permit: ConnectionPermit,
     meter: StreamMeter,
@@ -236,7 +261,7 @@ pub struct Feed {
     multi: bool,
     live: LiveFeeds,
     chunk: Chunk,
-    page: Option<Page>,
+    page: Option<Box<Page>>,
     /// When the gathered chunk is to be written, if it waits.
     flush_at: Option<Instant>,
     /// When the stream last wrote (for a write at once, when the event that went out arrived).
@@ -270,6 +295,7 @@ impl Feed {
         live: LiveFeeds,
         first: Vec<(Bytes, bool)>,
         bound: Option<WriteBound>,
+        replay: Option<tracing::Span>,
     ) -> Self {
         let mut chunk = Chunk::default();
         for (frame, event) in first {
@@ -282,7 +308,9 @@ impl Feed {
         let last_write = now.checked_sub(state.config.coalesce).unwrap_or(now);
         Self {
             state,
-            grant,
+            grant: Some(grant),
+            work: None,
+            replay: replay.map(Box::new),
             _permit: permit,
             meter,
             end,
@@ -303,19 +331,51 @@ impl Feed {
     }
 
     /// The next chunk of the response body; `None` ends the stream.
-    pub async fn next(&mut self) -> Option<Bytes> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        // The catch-up's span covers the stream until its first chunk.
+        let Some(replay) = self.replay.take() else {
+            return self.poll_chunk(cx);
+        };
+        let next = replay.in_scope(|| self.poll_chunk(cx));
+        if next.is_pending() {
+            self.replay = Some(replay);
+        }
+        next
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
+            if let Some(work) = self.work.as_mut() {
+                let done = ready!(work.as_mut().poll(cx));
+                self.work = None;
+                match done {
+                    Done::Read(i, history) => self.read(i, history),
+                    Done::Checked(grant, lost, quiet) => {
+                        self.grant = Some(grant);
+                        if let Some(reason) = lost {
+                            self.end.ending(reason);
+                            return Poll::Ready(None);
+                        }
+                        if let Some(now) = quiet {
+                            self.last_write = now;
+                            self.rearm_heartbeat();
+                            self.chunk.push(Bytes::from_static(sse::KEEPALIVE));
+                        }
+                    }
+                }
+                continue;
+            }
             if self.page.is_some() {
                 self.fill_from_page();
                 self.last_write = Instant::now();
-                return Some(self.write());
+                return Poll::Ready(Some(self.write()));
             }
             if self.ending {
-                return (!self.chunk.is_empty()).then(|| self.write());
+                return Poll::Ready((!self.chunk.is_empty()).then(|| self.write()));
             }
             if self.retry_read.is_none() {
                 if let Some(i) = self.lanes.iter().position(|l| l.catching_up) {
-                    self.read_history(i).await;
+                    self.start_read(i);
                     continue;
                 }
             }
@@ -328,81 +388,77 @@ impl Feed {
                     self.flush_at = Some(next);
                     self.timer.as_mut().reset(next);
                 }
-                return Some(bytes);
+                return Poll::Ready(Some(bytes));
             }
-            let retry = async {
-                match self.retry_read.as_mut() {
-                    Some(sleep) => sleep.await,
-                    None => std::future::pending().await,
+            // The process is draining, or the credential may have lost its grant: end the
+            // stream (a revoked one's reconnect is refused). First, so that no flow of events
+            // keeps either waiting. One signal for both: a stream waits on the process's
+            // shutdown only through its tenant's signal, a child of it.
+            let grant = self
+                .grant
+                .as_mut()
+                .expect("the grant is here while no check runs");
+            if grant.poll_changed(cx).is_ready() {
+                if self.state.shutdown.is_cancelled() {
+                    self.end.ending(EndReason::Drain);
+                    return Poll::Ready(None);
                 }
-            };
-            tokio::select! {
-                biased;
-                // The process is draining, or the credential may have lost its grant: end the
-                // stream (a revoked one's reconnect is refused). First, so that no flow of
-                // events keeps either waiting. One signal for both: a stream waits on the
-                // process's shutdown only through its tenant's signal, a child of it.
-                _ = self.grant.changed() => {
-                    if self.state.shutdown.is_cancelled() {
-                        self.end.ending(EndReason::Drain);
-                        return None;
-                    }
-                    if let Some(reason) = self.recheck().await {
-                        self.end.ending(reason);
-                        return None;
-                    }
-                }
-                // A stream gathering for a write it has scheduled is not woken by each event:
-                // they wait in the channel's ring and are read at once when the write is due.
-                item = self.live.next(), if self.flush_at.is_none() => {
+                self.start_check(None);
+                continue;
+            }
+            // A stream gathering for a write it has scheduled is not woken by each event: they
+            // wait in the channel's ring and are read at once when the write is due.
+            if self.flush_at.is_none() {
+                if let Poll::Ready(item) = self.live.poll_next(cx) {
                     let newest = self.take(item);
                     let newest = self.take_ready().or(newest);
                     if let Some(at) = newest {
                         self.schedule(Instant::from_std(at));
                     }
-                }
-                _ = retry => self.retry_read = None,
-                _ = self.timer.as_mut() => {
-                    if let Some(at) = self.flush_at.take() {
-                        self.take_ready();
-                        // A window that gathered nothing ends the busy spell: the stream
-                        // listens again, and its next event, one interval or more after the
-                        // last write, goes at once.
-                        if !self.chunk.is_empty() {
-                            self.last_write = at;
-                            // A full chunk leaves more waiting: that goes at once.
-                            self.gathering = self.busy
-                                && !self.ending
-                                && self.chunk.len() < self.max_write;
-                        }
-                        self.rearm_heartbeat();
-                        continue;
-                    }
-                    let due = self.last_write + self.state.config.heartbeat;
-                    let now = Instant::now();
-                    if now < due {
-                        self.timer.as_mut().reset(due);
-                        continue;
-                    }
-                    // A quiet moment to re-check the grant (cached lookups), for processes
-                    // that missed an announcement of a change.
-                    if let Some(reason) = self.recheck().await {
-                        self.end.ending(reason);
-                        return None;
-                    }
-                    self.last_write = now;
-                    self.rearm_heartbeat();
-                    self.chunk.push(Bytes::from_static(sse::KEEPALIVE));
+                    continue;
                 }
             }
+            if let Some(retry) = self.retry_read.as_mut() {
+                if retry.as_mut().poll(cx).is_ready() {
+                    self.retry_read = None;
+                    continue;
+                }
+            }
+            ready!(self.timer.as_mut().poll(cx));
+            if let Some(at) = self.flush_at.take() {
+                self.take_ready();
+                // A window that gathered nothing ends the busy spell: the stream listens
+                // again, and its next event, one interval or more after the last write, goes
+                // at once.
+                if !self.chunk.is_empty() {
+                    self.last_write = at;
+                    // A full chunk leaves more waiting: that goes at once.
+                    self.gathering = self.busy && !self.ending && self.chunk.len() < self.max_write;
+                }
+                self.rearm_heartbeat();
+                continue;
+            }
+            let due = self.last_write + self.state.config.heartbeat;
+            let now = Instant::now();
+            if now < due {
+                self.timer.as_mut().reset(due);
+                continue;
+            }
+            // A quiet moment to re-check the grant (cached lookups), for processes that
+            // missed an announcement of a change; the heartbeat goes after it. The timer is
+            // re-armed then: until then it stays fired and is not polled (the check is).
+            self.start_check(Some(now));
         }
     }
 
-    /// Why the stream must end, if its grant no longer holds. The check's store lookups make a
-    /// future of several KiB; awaited inline it would be part of every idle stream's wait for
-    /// its next event, so it lives on the heap only while it runs.
-    async fn recheck(&mut self) -> Option<EndReason> {
-        Box::pin(self.grant.lost(&self.state)).await
+    /// Starts re-checking the grant; `quiet` is the moment of a heartbeat that waits for it.
+    fn start_check(&mut self, quiet: Option<Instant>) {
+        let mut grant = self.grant.take().expect("one check at a time");
+        let state = self.state.clone();
+        self.work = Some(Box::pin(async move {
+            let lost = grant.lost(&state).await;
+            Done::Checked(grant, lost, quiet)
+        }));
     }
 
     /// Hands the gathered chunk to the connection.
@@ -509,7 +565,8 @@ impl Feed {
             let LiveFeeds::Many(all) = &mut self.live else {
                 break;
             };
-            let Some(item) = all.next().now_or_never() else {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let Poll::Ready(item) = all.poll_next_unpin(&mut cx) else {
                 break;
             };
             newest = self.take(item.unwrap_or(Item::Closed)).or(newest);
@@ -517,10 +574,19 @@ impl Feed {
         newest
     }
 
-    /// Reads one page of a lane's history after its `last`.
-    async fn read_history(&mut self, i: usize) {
+    /// Starts reading one page of lane `i`'s history after its `last`.
+    fn start_read(&mut self, i: usize) {
         let (key, after) = (self.lanes[i].key.clone(), self.lanes[i].last);
-        match self.state.broker.read(&key, after, PAGE).await {
+        let broker = self.state.broker.clone();
+        self.work = Some(Box::pin(async move {
+            Done::Read(i, broker.read(&key, after, PAGE).await)
+        }));
+    }
+
+    /// Takes in a history page of lane `i`.
+    fn read(&mut self, i: usize, history: Result<History, BrokerError>) {
+        let key = &self.lanes[i].key;
+        match history {
             Ok(history) => {
                 if let Some(gap) = history.gap {
                     self.chunk.push(gap_frame(&key.channel, gap));
@@ -531,11 +597,11 @@ impl Feed {
                 }
                 self.lanes[i].catching_up = history.full;
                 if !history.events.is_empty() {
-                    self.page = Some(Page {
+                    self.page = Some(Box::new(Page {
                         lane: i,
                         epoch: history.epoch,
                         events: history.events.into_iter(),
-                    });
+                    }));
                 }
             }
             Err(e) => {
@@ -571,6 +637,21 @@ impl Feed {
         if self.page.as_ref().is_some_and(|p| p.events.len() == 0) {
             self.page = None;
         }
+    }
+}
+
+/// A stream is the body of its response: its chunks as they come, its end when it ends.
+impl http_body::Body for Feed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .poll_next(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(http_body::Frame::data(bytes))))
     }
 }
 

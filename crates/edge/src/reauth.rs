@@ -16,8 +16,10 @@
 //! stream is not cut when its token expires (API.md §4).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use herald_core::{ChannelName, Scope, TenantSlug};
@@ -217,23 +219,22 @@ pub(crate) struct Grant {
 }
 
 impl Grant {
-    /// Resolves when the grant must be checked again: the tenant's access rules changed, or
-    /// the token's signing key stopped verifying; and when the process starts draining.
-    pub(crate) async fn changed(&mut self) {
-        let until = async {
-            match self.until.as_mut() {
-                Some(sleep) => sleep.await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = self.watch.signal.as_mut() => {}
-            _ = until => {}
+    /// Ready when the grant must be checked again: the tenant's access rules changed, or the
+    /// token's signing key stopped verifying; and when the process starts draining.
+    pub(crate) fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let changed = self.watch.signal.as_mut().poll(cx).is_ready()
+            || self
+                .until
+                .as_mut()
+                .is_some_and(|until| until.as_mut().poll(cx).is_ready());
+        if !changed {
+            return Poll::Pending;
         }
         // Follow the next change before checking this one, so that none falls in between.
         let next = self.watch.reauth.current(&self.watch.tenant);
-        self.watch.signal = Box::pin(next.cancelled_owned());
+        self.watch.signal.set(next.cancelled_owned());
         self.until = None;
+        Poll::Ready(())
     }
 
     /// Why the stream must end, if it must: the tenant is no longer active, or the credential

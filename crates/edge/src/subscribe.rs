@@ -13,16 +13,11 @@
 //! shared bytes. A multi-channel stream's ids are [`MultiCursor`]s over all its channels, so its
 //! frames are the shared body behind an `id:` line of its own.
 
-use std::convert::Infallible;
-
-use tracing::Instrument;
-
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::stream;
 use herald_core::{
     channel_hash, sse, ChannelName, Cursor, ErrorCode, EventType, MultiCursor, TenantSlug,
 };
@@ -250,18 +245,9 @@ async fn open(
         .any(|l| l.catching_up)
         .then(|| tracing::info_span!("replay", tenant = %tenant));
     let feed = Feed::new(
-        state, grant, permit, meter, end, lanes, multi, live, first, bound,
+        state, grant, permit, meter, end, lanes, multi, live, first, bound, replay,
     );
-    let body = Body::from_stream(stream::unfold(
-        (feed, replay),
-        |(mut feed, replay)| async move {
-            let chunk = match replay {
-                Some(span) => feed.next().instrument(span).await?,
-                None => feed.next().await?,
-            };
-            Some((Ok::<_, Infallible>(chunk), (feed, None)))
-        },
-    ));
+    let body = Body::new(feed);
     Ok(sse_response(body))
 }
 

@@ -18,10 +18,14 @@
 //! the last sender is gone and everything sent was read.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
 
 use futures_util::Stream;
 use tokio::sync::broadcast::error::{RecvError, SendError, TryRecvError};
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
 use crate::hub::Live;
@@ -85,8 +89,9 @@ impl Ring {
 
 struct Shared {
     ring: Mutex<Ring>,
-    /// Wakes every receiver waiting for the next event (or for the end).
-    notify: Notify,
+    /// Wakes every receiver waiting for the next event (or for the end). In an `Arc` of its
+    /// own, so that a receiver's wait can own its place in it.
+    notify: Arc<Notify>,
 }
 
 impl Shared {
@@ -101,10 +106,12 @@ pub struct Sender {
     shared: Arc<Shared>,
 }
 
-/// A subscriber's place in the ring: only the absolute position of the next event it reads.
+/// A subscriber's place in the ring: the absolute position of the next event it reads, and its
+/// wait for the next send (allocated at its first wait, then re-armed in place).
 pub struct Receiver {
     shared: Arc<Shared>,
     next: u64,
+    waiter: Option<Pin<Box<OwnedNotified>>>,
 }
 
 /// A ring of [`RING_INITIAL`] slots (or `max`, if smaller) that may grow to `max`.
@@ -122,7 +129,7 @@ pub fn channel(max: usize) -> Sender {
                 senders: 1,
                 grew: false,
             }),
-            notify: Notify::new(),
+            notify: Arc::new(Notify::new()),
         }),
     }
 }
@@ -170,6 +177,7 @@ impl Sender {
         Receiver {
             shared: self.shared.clone(),
             next: ring.tail,
+            waiter: None,
         }
     }
 
@@ -310,26 +318,39 @@ impl Receiver {
 
     /// The next value, waiting for it.
     pub async fn recv(&mut self) -> Result<Live, RecvError> {
-        let shared = &*self.shared;
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next value, or `Pending` with the task woken by the next send (or the close).
+    ///
+    /// The wait is armed before each look at the ring, so that a send after the look wakes it,
+    /// and it is in the ring's list of waiters only from a look that found nothing until the
+    /// next send: a receiver that stops asking after it was given a value is not woken by the
+    /// sends that follow.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Live, RecvError>> {
+        let notify = &self.shared.notify;
+        let waiter = self
+            .waiter
+            .get_or_insert_with(|| Box::pin(notify.clone().notified_owned()));
         loop {
-            // Created before looking, so that a send after the look wakes it.
-            let notified = shared.notify.notified();
-            match take(shared, &mut self.next) {
-                Ok(val) => return Ok(val),
-                Err(TryRecvError::Lagged(n)) => return Err(RecvError::Lagged(n)),
-                Err(TryRecvError::Closed) => return Err(RecvError::Closed),
-                Err(TryRecvError::Empty) => notified.await,
+            match take(&self.shared, &mut self.next) {
+                Ok(val) => return Poll::Ready(Ok(val)),
+                Err(TryRecvError::Lagged(n)) => return Poll::Ready(Err(RecvError::Lagged(n))),
+                Err(TryRecvError::Closed) => return Poll::Ready(Err(RecvError::Closed)),
+                Err(TryRecvError::Empty) => {
+                    ready!(waiter.as_mut().poll(cx));
+                    // Woken (and out of the list): armed anew, in place, before the next look.
+                    waiter.set(notify.clone().notified_owned());
+                }
             }
         }
     }
 
     /// The values as a stream that ends when the ring closes; a lag is an `Err(Lagged(n))`.
-    pub fn into_stream(self) -> impl Stream<Item = Result<Live, RecvError>> + Send + 'static {
-        futures_util::stream::unfold(self, |mut rx| async move {
-            match rx.recv().await {
-                Err(RecvError::Closed) => None,
-                item => Some((item, rx)),
-            }
+    pub fn into_stream(mut self) -> impl Stream<Item = Result<Live, RecvError>> + Send + 'static {
+        futures_util::stream::poll_fn(move |cx| match ready!(self.poll_recv(cx)) {
+            Err(RecvError::Closed) => Poll::Ready(None),
+            item => Poll::Ready(Some(item)),
         })
     }
 }
