@@ -40,6 +40,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tower::Service;
 
 use crate::serve::{MAX_HEADERS_PARSED, MAX_HEAD_BYTES};
@@ -161,20 +162,23 @@ fn build(head: &httparse::Request<'_, '_>, peer: SocketAddr) -> Option<Request<B
     Some(req)
 }
 
-/// Answers a stream request on `tcp` through `router`, and ends the connection.
+/// Answers a stream request on `tcp` through `router`, and ends the connection; `permit`
+/// counts it against `--max-connections` until then.
 ///
-/// An idle stream is this future, waiting, so it holds only what the stream needs: the
-/// socket, the body and the state of one wait. The router's future, the answer to a refusal
+/// An idle stream is this future, waiting (the whole of its task), so it holds only what the
+/// stream needs: the socket, the body and the state of one wait. The router's future, the answer to a refusal
 /// and the closing linger are boxed, their state allocated only while they run. (It is not an
 /// `async fn`, which would keep the request and the router in it for the stream's whole life.)
 pub(crate) fn serve(
     mut tcp: TcpStream,
     mut router: Router,
     req: Box<Request<Body>>,
+    permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
     let http10 = req.version() == Version::HTTP_10;
     let call = Box::pin(router.call(*req));
     async move {
+        let _permit = permit;
         let response = call.await.unwrap_or_else(|e| match e {});
         let result = match event_stream(response, http10) {
             Ok((head, body)) => stream(&mut tcp, head, body, http10).await,
