@@ -326,31 +326,38 @@ fn next(tcp: &TcpStream, body: Pin<&mut Body>, cx: &mut Context<'_>) -> Poll<Nex
 
 /// One chunk of a chunked body: its size line, the bytes and the CRLF, in one vectored write
 /// when the socket takes it all (the bytes are the shared frames themselves, never copied).
+///
+/// A poll function that keeps only how much is written: the slices are made anew for each
+/// write, so that this state, a part of every stream's task, stays small.
 async fn write_chunk(tcp: &mut TcpStream, data: &[u8]) -> io::Result<()> {
     let mut size = [0u8; 18];
     let n = size_line(&mut size, data.len());
-    let mut parts: [&[u8]; 3] = [&size[..n], data, b"\r\n"];
-    let mut first = 0;
-    while first < parts.len() {
-        let rest = &parts[first..];
-        let slices = [
-            IoSlice::new(rest[0]),
-            IoSlice::new(rest.get(1).copied().unwrap_or_default()),
-            IoSlice::new(rest.get(2).copied().unwrap_or_default()),
-        ];
-        let mut written = tcp.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+    let mut written = 0;
+    std::future::poll_fn(|cx| {
+        let parts: [&[u8]; 3] = [&size[..n], data, b"\r\n"];
+        let total = n + data.len() + 2;
+        while written < total {
+            let mut skip = written;
+            let mut slices = [IoSlice::new(&[]); 3];
+            let mut k = 0;
+            for part in parts {
+                if skip >= part.len() {
+                    skip -= part.len();
+                    continue;
+                }
+                slices[k] = IoSlice::new(&part[skip..]);
+                skip = 0;
+                k += 1;
+            }
+            match std::task::ready!(Pin::new(&mut *tcp).poll_write_vectored(cx, &slices[..k])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(w) => written += w,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        while first < parts.len() && written >= parts[first].len() {
-            written -= parts[first].len();
-            first += 1;
-        }
-        if first < parts.len() {
-            parts[first] = &parts[first][written..];
-        }
-    }
-    Ok(())
+        Poll::Ready(Ok(()))
+    })
+    .await
 }
 
 /// Writes `len` in hex and CRLF into `out`; returns the bytes written.
@@ -454,6 +461,30 @@ mod tests {
 
     fn peer() -> SocketAddr {
         "127.0.0.1:9".parse().unwrap()
+    }
+
+    /// A chunk larger than the socket takes at once goes out in several partial writes, each
+    /// continuing where the last one stopped.
+    #[tokio::test]
+    async fn a_chunk_survives_partial_writes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let data: Vec<u8> = (0..(4 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        let reader = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            tcp.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        write_chunk(&mut tcp, &data).await.unwrap();
+        write_chunk(&mut tcp, b"x").await.unwrap();
+        drop(tcp);
+        let got = reader.await.unwrap();
+        let mut want = b"400000\r\n".to_vec();
+        want.extend_from_slice(&data);
+        want.extend_from_slice(b"\r\n1\r\nx\r\n");
+        assert!(got == want, "{} bytes arrived of {}", got.len(), want.len());
     }
 
     #[test]
