@@ -181,7 +181,7 @@ pub(crate) fn serve(
         let _permit = permit;
         let response = call.await.unwrap_or_else(|e| match e {});
         let result = match event_stream(response, http10) {
-            Ok((head, body)) => stream(&mut tcp, head, body, http10).await,
+            Ok((head, body)) => Streaming::new(&mut tcp, head, body, http10).await,
             Err(other) => Box::pin(answer(&mut tcp, *other, http10)).await,
         };
         if let Err(e) = result {
@@ -247,44 +247,75 @@ fn head(status: StatusCode, headers: &HeaderMap, http10: bool, framing: &str) ->
 
 /// Writes an event stream's head and then its body as it comes, until the body ends (the
 /// stream ended on our side: drain, access revoked …) or the client goes away.
-async fn stream(
-    tcp: &mut TcpStream,
-    head: Vec<u8>,
-    mut body: Body,
+///
+/// Written by hand rather than as an `async fn`: this is the state an idle stream's task keeps
+/// for its whole life, and here it is only the body, what is being written and how much of it
+/// is out (about 120 bytes, where nested `async fn`s kept 472).
+struct Streaming<'a> {
+    tcp: &'a mut TcpStream,
+    body: Body,
+    out: Out,
     http10: bool,
-) -> io::Result<()> {
-    tcp.write_all(&head).await?;
-    drop(head);
-    loop {
-        let frame = match std::future::poll_fn(|cx| next(tcp, Pin::new(&mut body), cx)).await {
-            Next::Frame(frame) => frame,
-            Next::Gone(gone) => {
-                gone?;
-                return Err(io::ErrorKind::ConnectionReset.into());
+    /// The body ended: once `out` is written, so is the stream.
+    ended: bool,
+}
+
+impl<'a> Streaming<'a> {
+    fn new(tcp: &'a mut TcpStream, head: Vec<u8>, body: Body, http10: bool) -> Self {
+        Self {
+            tcp,
+            body,
+            out: Out::raw(Bytes::from(head)),
+            http10,
+            ended: false,
+        }
+    }
+}
+
+impl Future for Streaming<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            // While a write is under way the body is not asked for more: what comes meanwhile
+            // waits in the channel's ring, not here.
+            if !this.out.is_empty() {
+                std::task::ready!(this.out.poll_write(this.tcp, cx))?;
+                if this.ended {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
             }
-        };
-        let data = match frame {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => continue,
-            },
-            Some(Err(e)) => return Err(io::Error::other(e)),
-            None => break,
-        };
-        if data.is_empty() {
-            continue;
-        }
-        if http10 {
-            tcp.write_all(&data).await?;
-        } else {
-            write_chunk(tcp, &data).await?;
+            let frame = match std::task::ready!(next(this.tcp, Pin::new(&mut this.body), cx)) {
+                Next::Frame(frame) => frame,
+                Next::Gone(gone) => {
+                    gone?;
+                    return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+                }
+            };
+            match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            this.out = if this.http10 {
+                                Out::raw(data)
+                            } else {
+                                Out::chunk(data)
+                            };
+                        }
+                    }
+                }
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                // The stream ended on our side: end the body, and the connection after it.
+                None if this.http10 => return Poll::Ready(Ok(())),
+                None => {
+                    this.ended = true;
+                    this.out = Out::raw(Bytes::from_static(b"0\r\n\r\n"));
+                }
+            }
         }
     }
-    // The stream ended on our side: end the body, and the connection after it.
-    if !http10 {
-        tcp.write_all(b"0\r\n\r\n").await?;
-    }
-    Ok(())
 }
 
 /// What a stream's wait ended with.
@@ -324,20 +355,53 @@ fn next(tcp: &TcpStream, body: Pin<&mut Body>, cx: &mut Context<'_>) -> Poll<Nex
     }
 }
 
-/// One chunk of a chunked body: its size line, the bytes and the CRLF, in one vectored write
+/// What is being written: raw bytes (the head, an HTTP/1.0 body's bytes, the last chunk), or
+/// one chunk of a chunked body — its size line, the bytes and the CRLF, in one vectored write
 /// when the socket takes it all (the bytes are the shared frames themselves, never copied).
-///
-/// A poll function that keeps only how much is written: the slices are made anew for each
-/// write, so that this state, a part of every stream's task, stays small.
-async fn write_chunk(tcp: &mut TcpStream, data: &[u8]) -> io::Result<()> {
-    let mut size = [0u8; 18];
-    let n = size_line(&mut size, data.len());
-    let mut written = 0;
-    std::future::poll_fn(|cx| {
-        let parts: [&[u8]; 3] = [&size[..n], data, b"\r\n"];
-        let total = n + data.len() + 2;
-        while written < total {
-            let mut skip = written;
+struct Out {
+    size: [u8; 18],
+    /// The length of the size line (0 for raw bytes).
+    n: u8,
+    data: Bytes,
+    /// `\r\n` after a chunk.
+    tail: &'static [u8],
+    /// How much of the whole is written.
+    written: usize,
+}
+
+impl Out {
+    fn raw(data: Bytes) -> Self {
+        Self {
+            size: [0; 18],
+            n: 0,
+            data,
+            tail: b"",
+            written: 0,
+        }
+    }
+
+    fn chunk(data: Bytes) -> Self {
+        let mut out = Self::raw(data);
+        out.n = size_line(&mut out.size, out.data.len()) as u8;
+        out.tail = b"\r\n";
+        out
+    }
+
+    fn total(&self) -> usize {
+        usize::from(self.n) + self.data.len() + self.tail.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.written == self.total()
+    }
+
+    /// Writes what is left, as far as the socket takes it; ready once all of it is out, and
+    /// then empty (its bytes released).
+    fn poll_write(&mut self, tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let total = self.total();
+        while self.written < total {
+            let parts: [&[u8]; 3] = [&self.size[..usize::from(self.n)], &self.data, self.tail];
+            let mut skip = self.written;
             let mut slices = [IoSlice::new(&[]); 3];
             let mut k = 0;
             for part in parts {
@@ -351,13 +415,13 @@ async fn write_chunk(tcp: &mut TcpStream, data: &[u8]) -> io::Result<()> {
             }
             match std::task::ready!(Pin::new(&mut *tcp).poll_write_vectored(cx, &slices[..k])) {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(w) => written += w,
+                Ok(n) => self.written += n,
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+        *self = Self::raw(Bytes::new());
         Poll::Ready(Ok(()))
-    })
-    .await
+    }
 }
 
 /// Writes `len` in hex and CRLF into `out`; returns the bytes written.
@@ -477,8 +541,13 @@ mod tests {
             got
         });
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        write_chunk(&mut tcp, &data).await.unwrap();
-        write_chunk(&mut tcp, b"x").await.unwrap();
+        for data in [Bytes::from(data.clone()), Bytes::from_static(b"x")] {
+            let mut out = Out::chunk(data);
+            std::future::poll_fn(|cx| out.poll_write(&mut tcp, cx))
+                .await
+                .unwrap();
+            assert!(out.is_empty() && out.data.is_empty());
+        }
         drop(tcp);
         let got = reader.await.unwrap();
         let mut want = b"400000\r\n".to_vec();
