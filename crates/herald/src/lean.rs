@@ -22,6 +22,7 @@
 //! the parser refuses, one followed at once by pipelined bytes — goes to hyper exactly as
 //! before, with the bytes already read replayed first ([`Rewind`]).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use axum::http::{
     header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Version,
 };
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body as _;
@@ -166,30 +168,107 @@ fn build(head: &httparse::Request<'_, '_>, peer: SocketAddr) -> Option<Request<B
 /// counts it against `--max-connections` until then.
 ///
 /// An idle stream is this future, waiting (the whole of its task), so it holds only what the
-/// stream needs: the socket, the body and the state of one wait. The router's future, the answer to a refusal
-/// and the closing linger are boxed, their state allocated only while they run. (It is not an
-/// `async fn`, which would keep the request and the router in it for the stream's whole life.)
+/// stream needs: the socket, the body and the state of one write. Written by hand: the
+/// router's future, the answer to a refusal and the closing linger are boxed, their state
+/// allocated only while they run, and nothing of them stays in the stream's state (as an
+/// `async` block's captured variables would, for its whole life).
 pub(crate) fn serve(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     mut router: Router,
     req: Box<Request<Body>>,
     permit: OwnedSemaphorePermit,
-) -> impl Future<Output = ()> + Send {
+) -> Serve {
     let http10 = req.version() == Version::HTTP_10;
-    let call = Box::pin(router.call(*req));
-    async move {
-        let _permit = permit;
-        let response = call.await.unwrap_or_else(|e| match e {});
-        let result = match event_stream(response, http10) {
-            Ok((head, body)) => Streaming::new(&mut tcp, head, body, http10).await,
-            Err(other) => Box::pin(answer(&mut tcp, *other, http10)).await,
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "stream connection ended with an error");
-            return;
-        }
-        Box::pin(linger(tcp)).await;
+    Serve::Call {
+        call: Box::pin(router.call(*req)),
+        tcp,
+        permit,
+        http10,
     }
+}
+
+/// A stream connection being served: see [`serve`].
+pub(crate) enum Serve {
+    /// The router is answering the request.
+    Call {
+        call: Pin<Box<RouteFuture<Infallible>>>,
+        tcp: TcpStream,
+        permit: OwnedSemaphorePermit,
+        http10: bool,
+    },
+    /// An event stream is being written.
+    Stream(Streaming),
+    /// A refusal's answer, or the linger after a stream ended on our side.
+    Close(Pin<Box<dyn Future<Output = ()> + Send>>),
+    Done,
+}
+
+impl Future for Serve {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match this {
+                Serve::Call { call, .. } => {
+                    let response =
+                        std::task::ready!(call.as_mut().poll(cx)).unwrap_or_else(|e| match e {});
+                    let Serve::Call {
+                        tcp,
+                        permit,
+                        http10,
+                        ..
+                    } = std::mem::replace(this, Serve::Done)
+                    else {
+                        unreachable!("in the call state")
+                    };
+                    *this = match event_stream(response, http10) {
+                        Ok((head, body)) => {
+                            Serve::Stream(Streaming::new(tcp, head, body, http10, permit))
+                        }
+                        Err(other) => Serve::Close(Box::pin(async move {
+                            let _permit = permit;
+                            let mut tcp = tcp;
+                            match answer(&mut tcp, *other, http10).await {
+                                Ok(()) => linger(tcp).await,
+                                Err(e) => ended_with(&e),
+                            }
+                        })),
+                    };
+                }
+                Serve::Stream(stream) => {
+                    let result = std::task::ready!(Pin::new(&mut *stream).poll(cx));
+                    let Serve::Stream(Streaming { tcp, permit, .. }) =
+                        std::mem::replace(this, Serve::Done)
+                    else {
+                        unreachable!("in the stream state")
+                    };
+                    match result {
+                        Ok(()) => {
+                            *this = Serve::Close(Box::pin(async move {
+                                let _permit = permit;
+                                linger(tcp).await;
+                            }));
+                        }
+                        Err(e) => {
+                            ended_with(&e);
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+                Serve::Close(close) => {
+                    std::task::ready!(close.as_mut().poll(cx));
+                    *this = Serve::Done;
+                    return Poll::Ready(());
+                }
+                Serve::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+fn ended_with(e: &io::Error) {
+    tracing::debug!(error = %e, "stream connection ended with an error");
 }
 
 /// An event stream's head, written out, and its body; any other answer as it is (boxed: the
@@ -251,28 +330,37 @@ fn head(status: StatusCode, headers: &HeaderMap, http10: bool, framing: &str) ->
 /// Written by hand rather than as an `async fn`: this is the state an idle stream's task keeps
 /// for its whole life, and here it is only the body, what is being written and how much of it
 /// is out (about 120 bytes, where nested `async fn`s kept 472).
-struct Streaming<'a> {
-    tcp: &'a mut TcpStream,
+pub(crate) struct Streaming {
+    tcp: TcpStream,
     body: Body,
     out: Out,
+    /// Counts the connection against `--max-connections`.
+    permit: OwnedSemaphorePermit,
     http10: bool,
     /// The body ended: once `out` is written, so is the stream.
     ended: bool,
 }
 
-impl<'a> Streaming<'a> {
-    fn new(tcp: &'a mut TcpStream, head: Vec<u8>, body: Body, http10: bool) -> Self {
+impl Streaming {
+    fn new(
+        tcp: TcpStream,
+        head: Vec<u8>,
+        body: Body,
+        http10: bool,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         Self {
             tcp,
             body,
             out: Out::raw(Bytes::from(head)),
+            permit,
             http10,
             ended: false,
         }
     }
 }
 
-impl Future for Streaming<'_> {
+impl Future for Streaming {
     type Output = io::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -281,13 +369,13 @@ impl Future for Streaming<'_> {
             // While a write is under way the body is not asked for more: what comes meanwhile
             // waits in the channel's ring, not here.
             if !this.out.is_empty() {
-                std::task::ready!(this.out.poll_write(this.tcp, cx))?;
+                std::task::ready!(this.out.poll_write(&mut this.tcp, cx))?;
                 if this.ended {
                     return Poll::Ready(Ok(()));
                 }
                 continue;
             }
-            let frame = match std::task::ready!(next(this.tcp, Pin::new(&mut this.body), cx)) {
+            let frame = match std::task::ready!(next(&this.tcp, Pin::new(&mut this.body), cx)) {
                 Next::Frame(frame) => frame,
                 Next::Gone(gone) => {
                     gone?;
@@ -362,9 +450,9 @@ struct Out {
     size: [u8; 18],
     /// The length of the size line (0 for raw bytes).
     n: u8,
+    /// Whether a CRLF follows (it ends a chunk).
+    crlf: bool,
     data: Bytes,
-    /// `\r\n` after a chunk.
-    tail: &'static [u8],
     /// How much of the whole is written.
     written: usize,
 }
@@ -374,8 +462,8 @@ impl Out {
         Self {
             size: [0; 18],
             n: 0,
+            crlf: false,
             data,
-            tail: b"",
             written: 0,
         }
     }
@@ -383,12 +471,20 @@ impl Out {
     fn chunk(data: Bytes) -> Self {
         let mut out = Self::raw(data);
         out.n = size_line(&mut out.size, out.data.len()) as u8;
-        out.tail = b"\r\n";
+        out.crlf = true;
         out
     }
 
+    fn tail(&self) -> &'static [u8] {
+        if self.crlf {
+            b"\r\n"
+        } else {
+            b""
+        }
+    }
+
     fn total(&self) -> usize {
-        usize::from(self.n) + self.data.len() + self.tail.len()
+        usize::from(self.n) + self.data.len() + self.tail().len()
     }
 
     fn is_empty(&self) -> bool {
@@ -400,7 +496,7 @@ impl Out {
     fn poll_write(&mut self, tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let total = self.total();
         while self.written < total {
-            let parts: [&[u8]; 3] = [&self.size[..usize::from(self.n)], &self.data, self.tail];
+            let parts: [&[u8]; 3] = [&self.size[..usize::from(self.n)], &self.data, self.tail()];
             let mut skip = self.written;
             let mut slices = [IoSlice::new(&[]); 3];
             let mut k = 0;

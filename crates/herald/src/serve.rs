@@ -404,14 +404,14 @@ mod future_sizes {
         let run = size_of_output3(Connection::run);
         let lean = size_of_output4(lean::serve);
         let hyper = size_of_output6(hyper_connection);
-        // Today (release): 344, 240 and 1,864 bytes; before the boxing, run was 1,824 and
+        // Today (release): 344, 136 and 1,864 bytes; before the boxing, run was 1,824 and
         // lean::serve 1,376, and a stream kept both (run awaited lean::serve, boxed).
         assert!(
             run <= 512 && run < hyper,
             "Connection::run {run} B (hyper_connection {hyper} B)"
         );
         // A task is its future and about 104 bytes of header and trailer, rounded up to 128:
-        // up to 280 bytes, a stream's task is 384.
-        assert!(lean <= 280, "lean::serve {lean} B");
+        // up to 152 bytes, a stream's task is 256.
+        assert!(lean <= 152, "lean::serve {lean} B");
     }
 }
