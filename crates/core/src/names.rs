@@ -2,6 +2,7 @@
 //! so a handler that holds a `ChannelName` never has to ask whether it was checked.
 
 use std::fmt;
+use std::sync::Arc;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -23,9 +24,11 @@ impl InvalidName {
 macro_rules! string_newtype {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Shared, not owned: a name is copied into every stream, lane and key that uses it,
+        /// and a clone is a reference count, not an allocation.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
 
         impl $name {
             pub fn as_str(&self) -> &str {
@@ -33,7 +36,13 @@ macro_rules! string_newtype {
             }
 
             pub fn into_inner(self) -> String {
-                self.0
+                self.0.as_ref().to_owned()
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
             }
         }
 
@@ -92,7 +101,7 @@ impl TenantSlug {
                 "must start and end with a letter or digit",
             ));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 }
 
@@ -118,7 +127,7 @@ impl ChannelName {
     pub fn matches(&self, pattern: &str) -> bool {
         match pattern.strip_suffix('*') {
             Some(prefix) => self.0.starts_with(prefix),
-            None => self.0 == pattern,
+            None => &*self.0 == pattern,
         }
     }
 
@@ -136,7 +145,7 @@ impl ChannelName {
                 "only letters, digits and . _ : @ - are allowed",
             ));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 }
 
@@ -178,15 +187,15 @@ impl EventType {
                 "only letters, digits and . _ : - are allowed",
             ));
         }
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 
     pub fn message() -> Self {
-        Self(Self::DEFAULT.to_owned())
+        Self(Self::DEFAULT.into())
     }
 
     pub fn is_message(&self) -> bool {
-        self.0 == Self::DEFAULT
+        &*self.0 == Self::DEFAULT
     }
 }
 
@@ -204,7 +213,7 @@ string_newtype!(
 impl KeyId {
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
         if s.len() == ApiKeySecret::ID_LEN && s.bytes().all(|c| c.is_ascii_alphanumeric()) {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.into()))
         } else {
             Err(InvalidName::new("key id", "must be 8 letters or digits"))
         }
@@ -246,7 +255,7 @@ impl ApiKeySecret {
     /// The public key id: the first 8 characters after `hk_`.
     pub fn key_id(&self) -> KeyId {
         let start = Self::PREFIX.len();
-        KeyId(self.0[start..start + Self::ID_LEN].to_owned())
+        KeyId(self.0[start..start + Self::ID_LEN].into())
     }
 
     /// The whole key, for hashing or for showing once at creation.
