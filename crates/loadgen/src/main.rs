@@ -253,6 +253,7 @@ fn summarize(outcomes: &[Outcome]) -> Value {
         "subscribers": outcomes.len(),
         "received": outcomes.iter().map(|o| o.received).sum::<u64>(),
         "lost": outcomes.iter().map(|o| o.lost).sum::<u64>(),
+        "lost_announced": outcomes.iter().map(|o| o.lost_announced).sum::<u64>(),
         "duplicated": outcomes.iter().map(|o| o.duplicated).sum::<u64>(),
         "errors": errors.len(),
         "first_error": errors.first(),
@@ -336,7 +337,13 @@ async fn fanout(flags: &Flags) -> Result<Value> {
         "expected_deliveries": expected,
         "delivered": delivered,
         "complete": complete && delivered == expected,
-        "lost": totals.lost.load(Relaxed) + expected.saturating_sub(delivered),
+        // Every expected delivery that did not arrive once: those skipped in a subscriber's
+        // sequence (`totals.lost`) and those still missing at its end. (`delivered` counts
+        // duplicates, and already lacks the skipped ones.)
+        "lost": expected.saturating_sub(delivered.saturating_sub(totals.duplicated.load(Relaxed))),
+        // Of `lost`, what the server announced with a `herald.gap`; the rest was lost silently
+        // (or never arrived before the run ended).
+        "lost_announced": totals.lost_announced.load(Relaxed),
         "duplicated": totals.duplicated.load(Relaxed),
         "foreign_frames": totals.foreign.load(Relaxed),
         "reads": totals.reads.load(Relaxed),

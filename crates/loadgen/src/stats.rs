@@ -65,6 +65,8 @@ pub struct Totals {
     pub latency: Histogram,
     pub delivered: AtomicU64,
     pub lost: AtomicU64,
+    /// Of `lost`, what a `herald.gap` announced.
+    pub lost_announced: AtomicU64,
     pub duplicated: AtomicU64,
     /// `herald.gap` (or any frame whose data is not one of ours).
     pub foreign: AtomicU64,
@@ -77,6 +79,7 @@ impl Totals {
             latency: Histogram::new(),
             delivered: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            lost_announced: AtomicU64::new(0),
             duplicated: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
             reads: AtomicU64::new(0),

@@ -42,6 +42,8 @@ pub struct Plan {
 pub struct Outcome {
     pub received: u64,
     pub lost: u64,
+    /// Of `lost`, the events whose loss a `herald.gap` announced just before the next one.
+    pub lost_announced: u64,
     pub duplicated: u64,
     pub first_seen: Option<u64>,
     pub kept_id: Option<String>,
@@ -117,6 +119,8 @@ async fn stream(shared: &Shared, plan: &mut Plan, outcome: &mut Outcome) -> Resu
     shared.connected.pass();
     let mut dechunk = head.chunked.then(Dechunker::default);
     let mut next = plan.first;
+    // Whether a `herald.gap` came since the last event of ours.
+    let mut gap_seen = false;
     let mut done = plan.first >= plan.end;
     if done {
         shared.finished.pass();
@@ -142,6 +146,7 @@ async fn stream(shared: &Shared, plan: &mut Plan, outcome: &mut Outcome) -> Resu
             };
             let Some((seq, sent)) = parse_payload(&frame[data_at..]) else {
                 shared.totals.foreign.fetch_add(1, Relaxed);
+                gap_seen |= is_gap(frame);
                 continue;
             };
             shared.totals.latency.record(now.saturating_sub(sent), 1);
@@ -156,7 +161,14 @@ async fn stream(shared: &Shared, plan: &mut Plan, outcome: &mut Outcome) -> Resu
             if seq > next {
                 outcome.lost += seq - next;
                 shared.totals.lost.fetch_add(seq - next, Relaxed);
+                // A loss the server said, as the API promises (a gap before the events after
+                // it), is not a silent one.
+                if gap_seen {
+                    outcome.lost_announced += seq - next;
+                    shared.totals.lost_announced.fetch_add(seq - next, Relaxed);
+                }
             }
+            gap_seen = false;
             next = seq + 1;
             if plan.keep_id_of == Some(seq) {
                 outcome.kept_id = id_line(frame).map(|id| String::from_utf8_lossy(id).into_owned());
@@ -194,6 +206,12 @@ async fn stream(shared: &Shared, plan: &mut Plan, outcome: &mut Outcome) -> Resu
     }
 }
 
+/// Whether the frame is Herald's announcement of a gap.
+fn is_gap(frame: &[u8]) -> bool {
+    frame.starts_with(b"event: herald.gap\n")
+        || memchr::memmem::find(frame, b"\nevent: herald.gap\n").is_some()
+}
+
 /// Where the data of the frame's `data:` line begins.
 fn data_line(frame: &[u8]) -> Option<usize> {
     if frame.starts_with(b"data: ") {
@@ -210,4 +228,19 @@ fn id_line(frame: &[u8]) -> Option<&[u8]> {
     };
     let end = memchr::memchr(b'\n', &frame[start..]).map_or(frame.len(), |e| start + e);
     Some(&frame[start..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_is_told_by_its_event_line() {
+        assert!(is_gap(
+            b"event: herald.gap\ndata: {\"reason\":\"truncated\"}"
+        ));
+        assert!(is_gap(b"id: 1-2-3\nevent: herald.gap\ndata: {}"));
+        assert!(!is_gap(b"event: message\ndata: herald.gap"));
+        assert!(!is_gap(b"event: herald.gaps\ndata: {}"));
+    }
 }

@@ -251,6 +251,7 @@ fn compact(v: &Value) -> String {
         "generator_limited",
         "delivered",
         "lost",
+        "lost_announced",
         "duplicated",
         "p50_ms",
         "p99_ms",
