@@ -27,10 +27,11 @@
 //! stream holds no buffer of its own. A [`Feed`] is its response's body, polled by the
 //! connection (no stream adapter, and no future kept between chunks): it waits on its sources
 //! directly (its ring's wait, its grant's signal, its timers), and the rare round trip — a
-//! history read, a re-check of its grant — is a boxed future that exists only while it runs. A frame is
-//! encoded once per event by the hub; a one-channel stream's lone frame is written as the
-//! shared bytes themselves, and several frames (or a multi-channel stream's own `id:` line and
-//! the shared body) are copied into one chunk, which costs far less than the writes it saves.
+//! history read, a re-check of its grant — is a boxed future that exists only while it runs.
+//! A frame is encoded once per event by the hub; a one-channel stream's lone frame is written
+//! as the shared bytes themselves, and several frames (or a multi-channel stream's own `id:`
+//! line and the shared body) are copied into one chunk, which costs far less than the writes
+//! it saves.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -226,14 +226,7 @@ impl Future for Serve {
                         Ok((head, body)) => {
                             Serve::Stream(Streaming::new(tcp, head, body, http10, permit))
                         }
-                        Err(other) => Serve::Close(Box::pin(async move {
-                            let _permit = permit;
-                            let mut tcp = tcp;
-                            match answer(&mut tcp, *other, http10).await {
-                                Ok(()) => linger(tcp).await,
-                                Err(e) => ended_with(&e),
-                            }
-                        })),
+                        Err(other) => close(tcp, permit, Some((other, http10))),
                     };
                 }
                 Serve::Stream(stream) => {
@@ -244,12 +237,7 @@ impl Future for Serve {
                         unreachable!("in the stream state")
                     };
                     match result {
-                        Ok(()) => {
-                            *this = Serve::Close(Box::pin(async move {
-                                let _permit = permit;
-                                linger(tcp).await;
-                            }));
-                        }
+                        Ok(()) => *this = close(tcp, permit, None),
                         Err(e) => {
                             ended_with(&e);
                             return Poll::Ready(());
@@ -265,6 +253,24 @@ impl Future for Serve {
             }
         }
     }
+}
+
+/// The end of a connection, boxed: the answer to a refusal, if there is one, then the linger;
+/// `permit` is held until both are done.
+fn close(
+    mut tcp: TcpStream,
+    permit: OwnedSemaphorePermit,
+    answer_with: Option<(Box<Response>, bool)>,
+) -> Serve {
+    Serve::Close(Box::pin(async move {
+        let _permit = permit;
+        if let Some((response, http10)) = answer_with {
+            if let Err(e) = answer(&mut tcp, *response, http10).await {
+                return ended_with(&e);
+            }
+        }
+        linger(tcp).await;
+    }))
 }
 
 fn ended_with(e: &io::Error) {
@@ -328,8 +334,8 @@ fn head(status: StatusCode, headers: &HeaderMap, http10: bool, framing: &str) ->
 /// stream ended on our side: drain, access revoked …) or the client goes away.
 ///
 /// Written by hand rather than as an `async fn`: this is the state an idle stream's task keeps
-/// for its whole life, and here it is only the body, what is being written and how much of it
-/// is out (about 120 bytes, where nested `async fn`s kept 472).
+/// for its whole life, and here it is only the socket, the body, the permit, what is being
+/// written and how much of it is out (about 130 bytes, where nested `async fn`s kept 472).
 pub(crate) struct Streaming {
     tcp: TcpStream,
     body: Body,

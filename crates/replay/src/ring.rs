@@ -392,6 +392,51 @@ mod tests {
         }
     }
 
+    /// Counts its wake-ups.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A receiver that found nothing is woken by the next send; one that was given a value and
+    /// asks for nothing more is not woken by the sends after it (a stream gathering for a
+    /// scheduled write must not be woken per event).
+    #[test]
+    fn only_a_receiver_that_waits_is_woken() {
+        let tx = channel(1024);
+        let mut rx = tx.subscribe();
+        let wakes = Arc::new(Wakes(Default::default()));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let count = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        tx.send(resync()).unwrap();
+        assert_eq!(count(), 1);
+        assert!(matches!(
+            rx.poll_recv(&mut cx),
+            Poll::Ready(Ok(Live::Resync))
+        ));
+        send_n(&tx, 3);
+        assert_eq!(count(), 1, "woken after it stopped asking");
+        for _ in 0..3 {
+            assert!(matches!(
+                rx.poll_recv(&mut cx),
+                Poll::Ready(Ok(Live::Resync))
+            ));
+        }
+        assert!(rx.poll_recv(&mut cx).is_pending());
+        drop(tx);
+        assert_eq!(count(), 2, "the close wakes it");
+        assert!(matches!(
+            rx.poll_recv(&mut cx),
+            Poll::Ready(Err(RecvError::Closed))
+        ));
+    }
+
     #[test]
     fn an_idle_ring_is_small() {
         let tx = channel(1024);
