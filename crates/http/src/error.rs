@@ -8,10 +8,12 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use herald_core::{ErrorCode, InvalidName, Problem};
 use herald_replay::BrokerError;
 use herald_store::StoreError;
@@ -120,31 +122,96 @@ pub fn problem_response(problem: Problem, retry_after: Option<u64>) -> Response 
     response
 }
 
-/// Calls `count` with the code of every error response `router` answers, and the tenant the
-/// request's path names when its route has a `{tenant}` segment: every rejection is an
-/// [`ApiError`], and every [`ApiError`] response carries its code.
-pub fn count_rejections<F>(router: Router, count: F) -> Router
+/// A layer that calls `count` with the code of every error response beneath it answers, and the
+/// tenant the request's path names when its route has a `{tenant}` segment: every rejection is
+/// an [`ApiError`], and every [`ApiError`] response carries its code. A route layer (it reads
+/// the matched route), written out rather than `from_fn` so that a request pays no allocation
+/// for it.
+#[derive(Clone)]
+pub struct CountRejections<F> {
+    count: F,
+}
+
+impl<F> CountRejections<F>
 where
     F: Fn(ErrorCode, Option<&str>) + Clone + Send + Sync + 'static,
 {
-    router.layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
-            let count = count.clone();
-            let route = request
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .cloned();
-            let path = request.uri().path().to_owned();
-            async move {
-                let response = next.run(request).await;
-                if let Some(code) = response.extensions().get::<ErrorCode>() {
-                    let tenant = route.and_then(|r| tenant_of(r.as_str(), &path));
-                    count(*code, tenant);
-                }
-                response
+    pub fn new(count: F) -> Self {
+        Self { count }
+    }
+}
+
+impl<S, F: Clone> tower::Layer<S> for CountRejections<F> {
+    type Service = Counted<S, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Counted {
+            inner,
+            count: self.count.clone(),
+        }
+    }
+}
+
+/// The service of [`CountRejections`].
+#[derive(Clone)]
+pub struct Counted<S, F> {
+    inner: S,
+    count: F,
+}
+
+impl<S, F> tower::Service<axum::extract::Request> for Counted<S, F>
+where
+    S: tower::Service<axum::extract::Request, Response = Response>,
+    F: Fn(ErrorCode, Option<&str>) + Clone,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CountedFuture<S::Future, F>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let route = request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .cloned();
+        // A clone of the URI shares its bytes: nothing is copied unless a rejection is counted.
+        let uri = request.uri().clone();
+        CountedFuture {
+            inner: self.inner.call(request),
+            count: Some((self.count.clone(), route, uri)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Counted`].
+    pub struct CountedFuture<Fut, F> {
+        #[pin]
+        inner: Fut,
+        count: Option<(F, Option<axum::extract::MatchedPath>, axum::http::Uri)>,
+    }
+}
+
+impl<Fut, F, E> Future for CountedFuture<Fut, F>
+where
+    Fut: Future<Output = Result<Response, E>>,
+    F: Fn(ErrorCode, Option<&str>),
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let (Ok(response), Some((count, route, uri))) = (&result, this.count.take()) {
+            if let Some(code) = response.extensions().get::<ErrorCode>() {
+                count(*code, route.and_then(|r| tenant_of(r.as_str(), uri.path())));
             }
-        },
-    ))
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// The `{tenant}` segment of `path`, when `route` (the pattern it matched) has one. A slug, not

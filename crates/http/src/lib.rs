@@ -15,7 +15,7 @@ pub mod token;
 
 pub use api_key::{api_key_secret, check_api_key};
 pub use body::{body_error, media_type, require_json, BodyTimeout, Json, TimedBody};
-pub use error::{count_rejections, problem_response, tenant_of, ApiError};
+pub use error::{problem_response, tenant_of, ApiError, CountRejections};
 pub use path::{ChannelPath, TenantPath};
 
 use axum::http::{header, HeaderMap};
