@@ -161,6 +161,94 @@ fn event_bytes(e: &Event) -> usize {
 }
 
 impl InProcessBroker {
+    /// The append itself, which never waits: it runs inside its span, and the fan-out, which
+    /// happens within it, hangs under it. Answers whether the fan-out handed an event to any
+    /// subscriber of this process.
+    fn append_now(
+        &self,
+        batch: &[Append],
+        idempotency: Option<&Idempotency>,
+        quota: Option<&DailyQuota>,
+    ) -> (Appended, bool) {
+        let span = crate::append_span("memory", batch);
+        let _in = span.enter();
+        let trace = crate::trace::TraceParent::current();
+        // Lock order: the key's shard, then channels sorted by key, so batches never deadlock.
+        // The shard is held to the end, so racing repeats of one key append once.
+        let idem_key = idempotency.map(|i| (i.tenant.to_string(), i.key.clone()));
+        let mut shard = idem_key.as_ref().map(|k| self.key_shard(k));
+        if let (Some(i), Some(k), Some(shard)) = (idempotency, &idem_key, &shard) {
+            if let Some(r) = shard.get(k) {
+                let answer = if r.fingerprint == i.fingerprint {
+                    Appended::Repeat(r.cursors.clone())
+                } else {
+                    Appended::Conflict
+                };
+                return (answer, false);
+            }
+        }
+        if let Some(q) = quota {
+            if !self.charge(q, batch.len() as u64) {
+                return (Appended::QuotaExceeded, false);
+            }
+        }
+        let mut channels: Vec<(&ChannelKey, Arc<Mutex<ChannelState>>)> = Vec::new();
+        for a in batch {
+            if !channels.iter().any(|(k, _)| *k == &a.channel) {
+                channels.push((&a.channel, self.channel(&a.channel)));
+            }
+        }
+        channels.sort_by(|a, b| (&a.0.tenant, &a.0.channel).cmp(&(&b.0.tenant, &b.0.channel)));
+        let mut guards: Vec<_> = channels.iter().map(|(_, c)| lock(c)).collect();
+        let now = now_ms();
+        let mut cursors = Vec::with_capacity(batch.len());
+        let mut woke = false;
+        for a in batch {
+            let i = channels
+                .iter()
+                .position(|(k, _)| *k == &a.channel)
+                .expect("every channel of the batch is locked");
+            let state = &mut guards[i];
+            let position = state.next_position(now);
+            state.retention = a.retention;
+            state.head = Some(position);
+            state.push(StoredEvent {
+                position,
+                event: a.event.clone(),
+            });
+            while state.events.len() > a.retention.max_len as usize {
+                state.drop_front();
+            }
+            state.expire(now);
+            // Over the node's budget, this channel pays first (its newest event stays).
+            while state.events.len() > 1 && self.history.over() {
+                state.drop_front();
+            }
+            let cursor = Cursor::new(state.epoch, position);
+            // Still under the channel's lock, so the hub sees its events in order.
+            woke |= crate::trace::fanout(&a.channel, cursor, trace, || {
+                self.hub
+                    .publish(&a.channel, LiveEvent::encode(cursor, &a.event))
+            });
+            cursors.push(cursor);
+        }
+        drop(guards);
+        if self.history.over() {
+            self.evict_oldest();
+        }
+        if let (Some(i), Some(k), Some(shard)) = (idempotency, idem_key, shard.as_mut()) {
+            shard.insert(
+                k,
+                Remembered {
+                    fingerprint: i.fingerprint.clone(),
+                    cursors: cursors.clone(),
+                    at: Instant::now(),
+                },
+            );
+        }
+        (Appended::Fresh(cursors), woke)
+    }
+
     /// A broker with the default [`Budgets`]; see [`InProcessBroker::with_budgets`].
     pub fn new() -> Arc<Self> {
         Self::with_budgets(Budgets::default())
@@ -376,83 +464,15 @@ impl Broker for InProcessBroker {
         idempotency: Option<&Idempotency>,
         quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
-        // Nothing here waits: the whole append runs inside its span, and the fan-out, which
-        // happens within it, hangs under it.
-        let span = crate::append_span("memory", batch);
-        let _in = span.enter();
-        let trace = crate::trace::TraceParent::current();
-        // Lock order: the key's shard, then channels sorted by key, so batches never deadlock.
-        // The shard is held to the end, so racing repeats of one key append once.
-        let idem_key = idempotency.map(|i| (i.tenant.to_string(), i.key.clone()));
-        let mut shard = idem_key.as_ref().map(|k| self.key_shard(k));
-        if let (Some(i), Some(k), Some(shard)) = (idempotency, &idem_key, &shard) {
-            if let Some(r) = shard.get(k) {
-                return Ok(if r.fingerprint == i.fingerprint {
-                    Appended::Repeat(r.cursors.clone())
-                } else {
-                    Appended::Conflict
-                });
-            }
+        let (appended, woke) = self.append_now(batch, idempotency, quota);
+        if woke {
+            // The fan-out woke subscribers of this process: let them write before the publisher
+            // is answered (and before its connection reads its next request), so that a quiet
+            // channel's event reaches its subscribers one socket write sooner. A busy publisher
+            // loses nothing: its events wait in its socket and are read together afterwards.
+            tokio::task::yield_now().await;
         }
-        if let Some(q) = quota {
-            if !self.charge(q, batch.len() as u64) {
-                return Ok(Appended::QuotaExceeded);
-            }
-        }
-        let mut channels: Vec<(&ChannelKey, Arc<Mutex<ChannelState>>)> = Vec::new();
-        for a in batch {
-            if !channels.iter().any(|(k, _)| *k == &a.channel) {
-                channels.push((&a.channel, self.channel(&a.channel)));
-            }
-        }
-        channels.sort_by(|a, b| (&a.0.tenant, &a.0.channel).cmp(&(&b.0.tenant, &b.0.channel)));
-        let mut guards: Vec<_> = channels.iter().map(|(_, c)| lock(c)).collect();
-        let now = now_ms();
-        let mut cursors = Vec::with_capacity(batch.len());
-        for a in batch {
-            let i = channels
-                .iter()
-                .position(|(k, _)| *k == &a.channel)
-                .expect("every channel of the batch is locked");
-            let state = &mut guards[i];
-            let position = state.next_position(now);
-            state.retention = a.retention;
-            state.head = Some(position);
-            state.push(StoredEvent {
-                position,
-                event: a.event.clone(),
-            });
-            while state.events.len() > a.retention.max_len as usize {
-                state.drop_front();
-            }
-            state.expire(now);
-            // Over the node's budget, this channel pays first (its newest event stays).
-            while state.events.len() > 1 && self.history.over() {
-                state.drop_front();
-            }
-            let cursor = Cursor::new(state.epoch, position);
-            // Still under the channel's lock, so the hub sees its events in order.
-            crate::trace::fanout(&a.channel, cursor, trace, || {
-                self.hub
-                    .publish(&a.channel, LiveEvent::encode(cursor, &a.event))
-            });
-            cursors.push(cursor);
-        }
-        drop(guards);
-        if self.history.over() {
-            self.evict_oldest();
-        }
-        if let (Some(i), Some(k), Some(shard)) = (idempotency, idem_key, shard.as_mut()) {
-            shard.insert(
-                k,
-                Remembered {
-                    fingerprint: i.fingerprint.clone(),
-                    cursors: cursors.clone(),
-                    at: Instant::now(),
-                },
-            );
-        }
-        Ok(Appended::Fresh(cursors))
+        Ok(appended)
     }
 
     async fn channel_info(&self, key: &ChannelKey) -> Result<ChannelInfo, BrokerError> {
@@ -687,6 +707,40 @@ mod tests {
                 Live::Resync => panic!("unexpected resync"),
             }
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_subscriber_runs_before_the_publisher_is_answered() {
+        let b = Arc::new(InProcessBroker::new());
+        let mut sub = b.subscribe(&key()).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let seen = order.clone();
+        let reader = tokio::spawn(async move {
+            sub.rx.recv().await.unwrap();
+            seen.lock().unwrap().push("delivered");
+        });
+        // The reader is waiting on the channel before the publish.
+        tokio::task::yield_now().await;
+        b.append(&key(), &ev(1), retention(10)).await.unwrap();
+        order.lock().unwrap().push("answered");
+        reader.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["delivered", "answered"]);
+
+        // With nobody subscribed, the append does not give up its turn: there is no one to run.
+        let other = ChannelKey::new(
+            TenantSlug::parse("acme").unwrap(),
+            ChannelName::parse("nobody").unwrap(),
+        );
+        let (_, woke) = b.append_now(
+            &[Append {
+                channel: other,
+                event: ev(2),
+                retention: retention(10),
+            }],
+            None,
+            None,
+        );
+        assert!(!woke);
     }
 
     fn keyed(n: u64) -> Idempotency {

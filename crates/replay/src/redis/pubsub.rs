@@ -462,11 +462,13 @@ impl PubSubActor {
             return;
         };
         match parse_announcement(&payload) {
-            Some((cursor, event, trace)) => crate::trace::fanout(key, cursor, trace, || {
-                self.shared
-                    .hub
-                    .publish(key, LiveEvent::encode(cursor, &event))
-            }),
+            Some((cursor, event, trace)) => {
+                crate::trace::fanout(key, cursor, trace, || {
+                    self.shared
+                        .hub
+                        .publish(key, LiveEvent::encode(cursor, &event))
+                });
+            }
             None => tracing::warn!(channel = %key, "unreadable announcement ignored"),
         }
     }
