@@ -176,13 +176,13 @@ impl Hub {
         self.read().contains_key(key)
     }
 
-    /// Passes an event to the channel's local subscribers; answers whether it has any. Events of
-    /// one channel must be passed in append order, by one caller at a time.
-    pub fn publish(&self, key: &ChannelKey, event: LiveEvent) -> bool {
+    /// Passes an event to the channel's local subscribers; answers how many it has. Events of one
+    /// channel must be passed in append order, by one caller at a time.
+    pub fn publish(&self, key: &ChannelKey, event: LiveEvent) -> usize {
         let tx = {
             let channels = self.read();
             let Some(entry) = channels.get(key) else {
-                return false;
+                return 0;
             };
             *entry.head() = Head {
                 last: Some(event.cursor),
@@ -192,7 +192,7 @@ impl Hub {
         };
         // Sent outside the lock: waking every subscriber is the slow part, and it must not hold
         // up other channels. An error only means nobody is listening any more.
-        tx.send(Live::Event(Arc::new(event))).is_ok()
+        tx.send(Live::Event(Arc::new(event))).unwrap_or(0)
     }
 
     /// Tells every subscriber that live delivery was interrupted; answers how many channels.

@@ -52,6 +52,12 @@ impl Default for Budgets {
     }
 }
 
+/// The largest fan-out (subscribers of this process times events) after which an append gives
+/// its turn to the woken subscribers before it answers. Beyond it the subscribers' writes take
+/// long enough that the publisher's answer, and its next request, should not wait for them all;
+/// a channel that large batches its events instead.
+const YIELD_FANOUT: usize = 64;
+
 /// Shards of the remembered idempotency keys: a keyed publish locks one of them.
 const KEY_SHARDS: usize = 16;
 
@@ -162,14 +168,14 @@ fn event_bytes(e: &Event) -> usize {
 
 impl InProcessBroker {
     /// The append itself, which never waits: it runs inside its span, and the fan-out, which
-    /// happens within it, hangs under it. Answers whether the fan-out handed an event to any
-    /// subscriber of this process.
+    /// happens within it, hangs under it. Answers how many subscribers of this process the
+    /// fan-out handed events to (one per subscriber and event).
     fn append_now(
         &self,
         batch: &[Append],
         idempotency: Option<&Idempotency>,
         quota: Option<&DailyQuota>,
-    ) -> (Appended, bool) {
+    ) -> (Appended, usize) {
         let span = crate::append_span("memory", batch);
         let _in = span.enter();
         let trace = crate::trace::TraceParent::current();
@@ -184,12 +190,12 @@ impl InProcessBroker {
                 } else {
                     Appended::Conflict
                 };
-                return (answer, false);
+                return (answer, 0);
             }
         }
         if let Some(q) = quota {
             if !self.charge(q, batch.len() as u64) {
-                return (Appended::QuotaExceeded, false);
+                return (Appended::QuotaExceeded, 0);
             }
         }
         let mut channels: Vec<(&ChannelKey, Arc<Mutex<ChannelState>>)> = Vec::new();
@@ -202,7 +208,7 @@ impl InProcessBroker {
         let mut guards: Vec<_> = channels.iter().map(|(_, c)| lock(c)).collect();
         let now = now_ms();
         let mut cursors = Vec::with_capacity(batch.len());
-        let mut woke = false;
+        let mut reached = 0;
         for a in batch {
             let i = channels
                 .iter()
@@ -226,7 +232,7 @@ impl InProcessBroker {
             }
             let cursor = Cursor::new(state.epoch, position);
             // Still under the channel's lock, so the hub sees its events in order.
-            woke |= crate::trace::fanout(&a.channel, cursor, trace, || {
+            reached += crate::trace::fanout(&a.channel, cursor, trace, || {
                 self.hub
                     .publish(&a.channel, LiveEvent::encode(cursor, &a.event))
             });
@@ -246,7 +252,7 @@ impl InProcessBroker {
                 },
             );
         }
-        (Appended::Fresh(cursors), woke)
+        (Appended::Fresh(cursors), reached)
     }
 
     /// A broker with the default [`Budgets`]; see [`InProcessBroker::with_budgets`].
@@ -464,12 +470,13 @@ impl Broker for InProcessBroker {
         idempotency: Option<&Idempotency>,
         quota: Option<&DailyQuota>,
     ) -> Result<Appended, BrokerError> {
-        let (appended, woke) = self.append_now(batch, idempotency, quota);
-        if woke {
-            // The fan-out woke subscribers of this process: let them write before the publisher
-            // is answered (and before its connection reads its next request), so that a quiet
-            // channel's event reaches its subscribers one socket write sooner. A busy publisher
-            // loses nothing: its events wait in its socket and are read together afterwards.
+        let (appended, reached) = self.append_now(batch, idempotency, quota);
+        if (1..=YIELD_FANOUT).contains(&reached) {
+            // The fan-out woke a few subscribers of this process: let them write before the
+            // publisher is answered (and before its connection reads its next request), so that
+            // a quiet channel's event reaches its subscribers a socket write and a request
+            // sooner. A busy publisher loses nothing: its requests wait in its socket and are
+            // read together afterwards.
             tokio::task::yield_now().await;
         }
         Ok(appended)
@@ -731,7 +738,7 @@ mod tests {
             TenantSlug::parse("acme").unwrap(),
             ChannelName::parse("nobody").unwrap(),
         );
-        let (_, woke) = b.append_now(
+        let (_, reached) = b.append_now(
             &[Append {
                 channel: other,
                 event: ev(2),
@@ -740,7 +747,7 @@ mod tests {
             None,
             None,
         );
-        assert!(!woke);
+        assert_eq!(reached, 0);
     }
 
     fn keyed(n: u64) -> Idempotency {
