@@ -100,7 +100,7 @@ impl From<BrokerError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = problem_response(Problem::new(self.code, self.detail), self.retry_after);
-        // For [`count_rejections`]: the code, without parsing the body again.
+        // For [`CountRejections`]: the code, without parsing the body again.
         response.extensions_mut().insert(self.code);
         response
     }
