@@ -227,10 +227,7 @@ impl App {
                         usage.rejected(slug, code);
                     }
                 }))
-                .layer(axum::middleware::from_fn_with_state(
-                    request_limits::RequestLimits::new(&limits),
-                    request_limits::enforce,
-                )),
+                .layer(request_limits::RequestLimits::new(&limits)),
         );
         let around = tower::ServiceBuilder::new()
             .layer(axum::middleware::from_fn(herald_http::security::layer))

@@ -21,16 +21,17 @@
 //! process: behind N edges one address may hold up to N times the cap.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use herald_core::ErrorCode;
@@ -67,53 +68,137 @@ impl RequestLimits {
     }
 }
 
-/// The middleware.
-pub async fn enforce(State(limits): State<RequestLimits>, req: Request, next: Next) -> Response {
-    as_problem(limit(limits, req, next).await)
+impl<S> tower::Layer<S> for RequestLimits {
+    type Service = Limited<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Limited {
+            inner,
+            limits: self.clone(),
+        }
+    }
 }
 
-async fn limit(limits: RequestLimits, req: Request, next: Next) -> Response {
-    if let Err(e) = check_size(&req) {
-        return e.into_response();
+/// The middleware: [`RequestLimits`] around `S`. A route layer written out, not `from_fn`:
+/// `from_fn` boxes its future and clones the boxed service beneath it for every request.
+#[derive(Clone)]
+pub struct Limited<S> {
+    inner: S,
+    limits: RequestLimits,
+}
+
+impl<S> tower::Service<Request> for Limited<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = LimitedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
-    if is_stream(&req) {
-        let Some(streams) = &limits.0.streams else {
-            return next.run(req).await;
-        };
-        let Some(ip) = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| peer.ip())
-        else {
-            return next.run(req).await;
-        };
-        let slot = match streams.take(&limits, ip) {
-            Ok(slot) => slot,
-            Err(e) => return e.into_response(),
-        };
-        let response = next.run(req).await;
-        // Only a stream that opened holds its place; a refused one gives it back now.
-        if !response.status().is_success() {
-            return response;
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if let Err(e) = check_size(&req) {
+            return LimitedFuture::Refused {
+                response: Some(e.into_response()),
+            };
         }
-        return response.map(|body| Body::new(Held { body, _slot: slot }));
-    }
-    let timeout = limits.0.request_timeout;
-    let req = req.map(|body| TimedBody::wrap(body, limits.0.body_read_timeout));
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(
-                ErrorCode::Unavailable,
-                format!(
-                    "the request was not answered within {} s",
-                    timeout.as_secs()
-                ),
-            )
+        if is_stream(&req) {
+            let slot = match (&self.limits.0.streams, client_ip(&req)) {
+                (Some(streams), Some(ip)) => match streams.take(&self.limits, ip) {
+                    Ok(slot) => Some(slot),
+                    Err(e) => {
+                        return LimitedFuture::Refused {
+                            response: Some(e.into_response()),
+                        }
+                    }
+                },
+                _ => None,
+            };
+            return LimitedFuture::Stream {
+                inner: self.inner.call(req),
+                slot,
+            };
         }
-        .into_response(),
+        let limits = &self.limits.0;
+        let req = req.map(|body| TimedBody::wrap(body, limits.body_read_timeout));
+        LimitedFuture::Timed {
+            inner: tokio::time::timeout(limits.request_timeout, self.inner.call(req)),
+            timeout: limits.request_timeout,
+        }
     }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Limited`].
+    #[project = Projected]
+    pub enum LimitedFuture<F> {
+        /// Refused before the route saw it.
+        Refused { response: Option<Response> },
+        /// A stream: no deadline (it is long-lived by design), and the address's slot, if the
+        /// streams per address are capped, held by the body of a stream that opened.
+        Stream {
+            #[pin]
+            inner: F,
+            slot: Option<StreamSlot>,
+        },
+        /// Any other request: answered within the request timeout.
+        Timed {
+            #[pin]
+            inner: tokio::time::Timeout<F>,
+            timeout: Duration,
+        },
+    }
+}
+
+impl<F> Future for LimitedFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match self.project() {
+            Projected::Refused { response } => response
+                .take()
+                .expect("`LimitedFuture` polled after completion"),
+            Projected::Stream { inner, slot } => {
+                let Ok(response) = ready!(inner.poll(cx));
+                match slot.take() {
+                    // Only a stream that opened holds its place; a refused one gives it back
+                    // now (the slot is dropped here).
+                    Some(slot) if response.status().is_success() => {
+                        response.map(|body| Body::new(Held { body, _slot: slot }))
+                    }
+                    _ => response,
+                }
+            }
+            Projected::Timed { inner, timeout } => match ready!(inner.poll(cx)) {
+                Ok(Ok(response)) => response,
+                Err(_) => ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        ErrorCode::Unavailable,
+                        format!(
+                            "the request was not answered within {} s",
+                            timeout.as_secs()
+                        ),
+                    )
+                }
+                .into_response(),
+            },
+        };
+        Poll::Ready(Ok(as_problem(response)))
+    }
+}
+
+/// The client's address, as [`crate::proxy`] resolved it.
+fn client_ip(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
 }
 
 /// An error response that is not a problem already becomes the problem of its status.
@@ -321,6 +406,77 @@ mod tests {
             Method::GET,
             "/api/v1/tenants/acme/audit"
         )));
+    }
+
+    #[tokio::test]
+    async fn a_stream_holds_its_slot_only_while_its_body_lives() {
+        use tower::{Layer, ServiceExt};
+
+        let limits = RequestLimits::new(&crate::serve::ServerLimits {
+            header_read_timeout: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(1),
+            body_read_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            max_connections: 10,
+            max_streams_per_ip: 1,
+        });
+        let route = tower::service_fn(|req: Request| async move {
+            Ok::<_, Infallible>(if req.uri().path().contains("missing") {
+                StatusCode::NOT_FOUND.into_response()
+            } else {
+                "data: x\n\n".into_response()
+            })
+        });
+        let service = limits.layer(route);
+        let stream = |path: &str| {
+            let mut req = request(Method::GET, path);
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 1))));
+            req
+        };
+        let open = || {
+            limits
+                .0
+                .streams
+                .as_ref()
+                .unwrap()
+                .open
+                .lock()
+                .unwrap()
+                .len()
+        };
+
+        // A refused stream gives its place back at once, and its refusal is a problem.
+        let refused = service
+            .clone()
+            .oneshot(stream("/v1/acme/channels/missing/events"))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            refused.extensions().get::<ErrorCode>(),
+            Some(&ErrorCode::NotFound)
+        );
+        assert_eq!(open(), 0);
+
+        // An open one holds it until its body is dropped; meanwhile the next is refused.
+        let held = service
+            .clone()
+            .oneshot(stream("/v1/acme/channels/a/events"))
+            .await
+            .unwrap();
+        assert!(held.status().is_success());
+        let over = service
+            .clone()
+            .oneshot(stream("/v1/acme/channels/a/events"))
+            .await
+            .unwrap();
+        assert_eq!(
+            over.extensions().get::<ErrorCode>(),
+            Some(&ErrorCode::QuotaExceeded)
+        );
+        drop(held);
+        assert_eq!(open(), 0);
     }
 
     #[test]
