@@ -408,18 +408,23 @@ mod tests {
         )));
     }
 
-    #[tokio::test]
-    async fn a_stream_holds_its_slot_only_while_its_body_lives() {
-        use tower::{Layer, ServiceExt};
-
-        let limits = RequestLimits::new(&crate::serve::ServerLimits {
+    /// One-second deadlines and `max_streams_per_ip` streams per address.
+    fn limits(max_streams_per_ip: usize) -> RequestLimits {
+        RequestLimits::new(&crate::serve::ServerLimits {
             header_read_timeout: Duration::from_secs(1),
             keep_alive: Duration::from_secs(1),
             body_read_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             max_connections: 10,
-            max_streams_per_ip: 1,
-        });
+            max_streams_per_ip,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stream_holds_its_slot_only_while_its_body_lives() {
+        use tower::{Layer, ServiceExt};
+
+        let limits = limits(1);
         let route = tower::service_fn(|req: Request| async move {
             Ok::<_, Infallible>(if req.uri().path().contains("missing") {
                 StatusCode::NOT_FOUND.into_response()
@@ -481,14 +486,7 @@ mod tests {
 
     #[test]
     fn slots_are_counted_per_address_and_given_back() {
-        let limits = RequestLimits::new(&crate::serve::ServerLimits {
-            header_read_timeout: Duration::from_secs(1),
-            keep_alive: Duration::from_secs(1),
-            body_read_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-            max_connections: 10,
-            max_streams_per_ip: 2,
-        });
+        let limits = limits(2);
         let streams = limits.0.streams.as_ref().unwrap();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
