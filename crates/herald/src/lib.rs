@@ -229,13 +229,13 @@ impl App {
                 }))
                 .layer(request_limits::RequestLimits::new(&limits)),
         );
+        // None of these boxes anything: `from_fn` would box each one's future and clone the
+        // boxed service beneath it for every request.
+        let trusted = proxy::TrustedProxies::new(config.trusted_proxies.clone());
         let around = tower::ServiceBuilder::new()
-            .layer(axum::middleware::from_fn(herald_http::security::layer))
-            .layer(axum::middleware::from_fn_with_state(
-                proxy::TrustedProxies::new(config.trusted_proxies.clone()),
-                proxy::resolve,
-            ))
-            .layer(axum::middleware::from_fn(request_id::assign))
+            .map_response(herald_http::security::apply)
+            .map_request(move |req| trusted.resolve(req))
+            .layer(request_id::AssignRequestId)
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .service(router);
         let router = Router::new().fallback_service(around);

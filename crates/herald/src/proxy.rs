@@ -13,10 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request};
-use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request};
 use ipnet::IpNet;
 
 /// The trusted proxies' networks.
@@ -109,21 +107,20 @@ fn parse_node(s: &str) -> Option<IpAddr> {
     s.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
 }
 
-/// The middleware: rewrites `ConnectInfo` to the client's address (port 0) when the peer is a
-/// trusted proxy.
-pub async fn resolve(
-    axum::extract::State(trusted): axum::extract::State<TrustedProxies>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
-        let client = trusted.client(peer.ip(), req.headers());
-        if client != peer.ip() {
-            req.extensions_mut()
-                .insert(ConnectInfo(SocketAddr::new(client, 0)));
+impl TrustedProxies {
+    /// Rewrites `req`'s `ConnectInfo` to the client's address (port 0) when the peer is a
+    /// trusted proxy: the function of a `map_request` layer around every router.
+    pub fn resolve<B>(&self, mut req: Request<B>) -> Request<B> {
+        if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied()
+        {
+            let client = self.client(peer.ip(), req.headers());
+            if client != peer.ip() {
+                req.extensions_mut()
+                    .insert(ConnectInfo(SocketAddr::new(client, 0)));
+            }
         }
+        req
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -6,10 +6,14 @@
 //! every error response of every router is problem+json, whoever built it, and error bodies are
 //! small, so re-encoding one costs nothing the successful path pays for.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 
 /// The request and response header.
@@ -32,21 +36,97 @@ impl RequestId {
     }
 }
 
-/// The middleware: assigns the id, and puts it on the response.
-pub async fn assign(mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get(HEADER)
-        .filter(|v| is_sane(v.as_bytes()))
-        .cloned()
-        .unwrap_or_else(generate);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(req).await;
-    if is_problem(&response) {
-        response = with_request_id(response, &id).await;
+/// The layer: assigns each request its id, and puts it on the response. Written out rather
+/// than `from_fn`, which boxes its future and the service beneath it for every request; only a
+/// problem response, whose body is re-encoded, pays for a box.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AssignRequestId;
+
+impl<S> tower::Layer<S> for AssignRequestId {
+    type Service = Assigned<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Assigned { inner }
     }
-    response.headers_mut().insert(HEADER, id);
-    response
+}
+
+/// [`AssignRequestId`] around `S`.
+#[derive(Debug, Clone)]
+pub struct Assigned<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Assigned<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AssignedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let id = req
+            .headers()
+            .get(HEADER)
+            .filter(|v| is_sane(v.as_bytes()))
+            .cloned()
+            .unwrap_or_else(generate);
+        req.extensions_mut().insert(RequestId(id.clone()));
+        AssignedFuture::Route {
+            inner: self.inner.call(req),
+            id: Some(id),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Assigned`].
+    #[project = Projected]
+    pub enum AssignedFuture<F> {
+        /// The route is answering.
+        Route {
+            #[pin]
+            inner: F,
+            id: Option<HeaderValue>,
+        },
+        /// It answered a problem, whose body gets the id.
+        Problem { filling: Pin<Box<dyn Future<Output = Response> + Send>> },
+    }
+}
+
+impl<F> Future for AssignedFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (response, id) = match self.as_mut().project() {
+            Projected::Route { inner, id } => {
+                let Ok(response) = ready!(inner.poll(cx));
+                let id = id.take().expect("`AssignedFuture` polled after completion");
+                (response, id)
+            }
+            Projected::Problem { filling } => return filling.as_mut().poll(cx).map(Ok),
+        };
+        if is_problem(&response) {
+            self.set(AssignedFuture::Problem {
+                filling: Box::pin(async move {
+                    let mut response = with_request_id(response, &id).await;
+                    response.headers_mut().insert(HEADER, id);
+                    response
+                }),
+            });
+            return self.poll(cx);
+        }
+        let mut response = response;
+        response.headers_mut().insert(HEADER, id);
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// 1 to [`MAX_LEN`] visible ASCII characters: nothing that could forge a log line or a header.

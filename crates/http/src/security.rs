@@ -5,9 +5,7 @@
 //! its policy allows nothing at all; the web admin runs its own modules and nothing inline; the
 //! Swagger UI needs inline styles (React sets `style` attributes) and `data:` images.
 
-use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 
 /// The policy of API responses: nothing may load, run, or frame them.
@@ -46,10 +44,9 @@ pub fn insert(headers: &mut HeaderMap, csp: &'static str) {
     );
 }
 
-/// The middleware that gives every response the headers, with [`API_CSP`] where the route did
-/// not choose its own policy.
-pub async fn layer(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+/// Gives a response the headers, with [`API_CSP`] where the route did not choose its own
+/// policy: the function of a `map_response` layer around every router.
+pub fn apply(mut response: Response) -> Response {
     insert(response.headers_mut(), API_CSP);
     response
 }
