@@ -319,6 +319,55 @@ async fn cors_follows_the_tenants_allowed_origins(app: TestApp) {
     let r = get("https://evil.example").await.unwrap();
     assert_eq!(r.status(), 200, "still served");
     assert!(r.headers().get("access-control-allow-origin").is_none());
+    // A publish and a stream decide from the tenant their handler answered for; an error
+    // from the tenant it names.
+    let allowed = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let publish = |origin: &'static str| {
+        app.client
+            .post(app.url(&format!("/v1/{t}/channels/c/events")))
+            .bearer_auth(&key)
+            .header("origin", origin)
+            .json(&serde_json::json!({ "data": 1 }))
+            .send()
+    };
+    let r = publish("https://app.example").await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(allowed(&r).as_deref(), Some("https://app.example"));
+    let r = publish("https://evil.example").await.unwrap();
+    assert_eq!(r.status(), 201, "still served");
+    assert_eq!(allowed(&r), None);
+    let stream = |origin: &'static str| {
+        app.client
+            .get(app.url(&format!("/v1/{t}/channels/c/events")))
+            .header("origin", origin)
+            .send()
+    };
+    let r = stream("https://app.example").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(allowed(&r).as_deref(), Some("https://app.example"));
+    drop(r);
+    let r = stream("https://evil.example").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(allowed(&r), None);
+    drop(r);
+    let r = app
+        .client
+        .post(app.url(&format!("/v1/{t}/channels/c/events")))
+        .header("origin", "https://evil.example")
+        .json(&serde_json::json!({ "data": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        allowed(&r),
+        None,
+        "an error follows the tenant's origins too"
+    );
     let preflight = app
         .client
         .request(

@@ -134,9 +134,8 @@ pub fn router(state: EdgeState) -> Router {
                 "method not allowed on this path",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            cors::cors,
-        ))
+        .layer(cors::CorsLayer {
+            state: state.clone(),
+        })
         .with_state(state)
 }

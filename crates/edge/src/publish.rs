@@ -131,7 +131,7 @@ pub async fn one_event(
         channel: &channels[0],
         id: cursors[0].to_string(),
     };
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok(answered_for(&limits, (StatusCode::CREATED, Json(answer))))
 }
 
 /// Publish a batch of up to 100 events, all or nothing.
@@ -191,7 +191,19 @@ pub async fn batch(
             id: c.to_string(),
         })
         .collect();
-    Ok((StatusCode::CREATED, Json(BatchPublished { results })).into_response())
+    Ok(answered_for(
+        &limits,
+        (StatusCode::CREATED, Json(BatchPublished { results })),
+    ))
+}
+
+/// `answer`, marked with the tenant it was for (the CORS layer needs no lookup then).
+fn answered_for(limits: &PublishLimits, answer: impl IntoResponse) -> Response {
+    let mut response = answer.into_response();
+    response
+        .extensions_mut()
+        .insert(crate::cors::AnsweredFor(limits.tenant.clone()));
+    response
 }
 
 /// The tenant and its plan's publishing limits.

@@ -248,7 +248,11 @@ async fn open(
         state, grant, permit, meter, end, lanes, multi, live, first, bound, replay,
     );
     let body = Body::new(feed);
-    Ok(sse_response(body))
+    let mut response = sse_response(body);
+    response
+        .extensions_mut()
+        .insert(crate::cors::AnsweredFor(tenant_row));
+    Ok(response)
 }
 
 fn sse_response(body: Body) -> Response {
