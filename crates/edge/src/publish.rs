@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -107,9 +107,9 @@ struct BatchPublished<'a> {
 pub async fn one_event(
     State(state): State<EdgeState>,
     ChannelPath { tenant, channel }: ChannelPath,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let (headers, body) = headers_and_body(request).await;
     let (key, tenant) = authenticate_in(&state, &headers, &tenant, Scope::Publish).await?;
     check_channel(&key, &channel)?;
     let idempotency_key = idempotency_key(&headers)?;
@@ -145,9 +145,9 @@ pub async fn one_event(
 pub async fn batch(
     State(state): State<EdgeState>,
     TenantPath(tenant): TenantPath,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let (headers, body) = headers_and_body(request).await;
     let (key, tenant) = authenticate_in(&state, &headers, &tenant, Scope::Publish).await?;
     let idempotency_key = idempotency_key(&headers)?;
     require_json(&headers)?;
@@ -195,6 +195,16 @@ pub async fn batch(
         &limits,
         (StatusCode::CREATED, Json(BatchPublished { results })),
     ))
+}
+
+/// The request's headers and its body, read whole within the body limit. The headers are moved
+/// out (the `HeaderMap` extractor would clone them); the body is read before anything is
+/// checked, as the `Bytes` extractor would, so that a refusal leaves the connection reusable.
+async fn headers_and_body(request: Request) -> (HeaderMap, Result<Bytes, BytesRejection>) {
+    let (mut parts, body) = request.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let body = Bytes::from_request(Request::from_parts(parts, body), &()).await;
+    (headers, body)
 }
 
 /// `answer`, marked with the tenant it was for (the CORS layer needs no lookup then).
