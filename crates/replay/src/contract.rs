@@ -33,6 +33,7 @@ macro_rules! broker_contract {
             trimming_is_a_truncation_gap_only_when_something_was_lost,
             unknown_and_ahead_cursors_are_invalid,
             live_events_follow_append_order_after_the_start,
+            a_catch_up_that_found_nothing_spares_later_subscribers_theirs,
             channels_and_tenants_are_separate,
             pages_continue_where_they_stop,
             pages_are_bounded_by_bytes_and_say_more_follow,
@@ -152,6 +153,31 @@ pub async fn live_events_follow_append_order_after_the_start(b: Arc<impl Broker>
             Live::Event(e) => assert_eq!(e.cursor, want),
             Live::Resync => panic!("unexpected resync"),
         }
+    }
+}
+
+/// A quiet channel's first subscriber reads history once (the node's subscription may have
+/// missed something); when that read finds nothing after its start, it primes the hub, and
+/// later subscribers start live, without a read, and still receive every later event.
+pub async fn a_catch_up_that_found_nothing_spares_later_subscribers_theirs(b: Arc<impl Broker>) {
+    let before = b.append(&key("c"), &ev(0), keep(100)).await.unwrap();
+    let mut first = b.subscribe(&key("c")).await.unwrap();
+    assert_eq!(first.start, Some(before));
+    if first.catch_up {
+        let h = b.read(&key("c"), first.start, 100).await.unwrap();
+        assert!(h.events.is_empty() && h.gap.is_none() && !h.full);
+        b.prime(&key("c"), first.start, first.generation);
+    }
+    let mut later = b.subscribe(&key("c")).await.unwrap();
+    assert!(!later.catch_up, "a primed channel needs no read");
+    assert_eq!(later.start, Some(before));
+    let after = b.append(&key("c"), &ev(1), keep(100)).await.unwrap();
+    for sub in [&mut first, &mut later] {
+        let got = tokio::time::timeout(Duration::from_secs(5), sub.rx.recv())
+            .await
+            .expect("live event in time")
+            .unwrap();
+        assert!(matches!(got, Live::Event(e) if e.cursor == after));
     }
 }
 
@@ -490,6 +516,8 @@ async fn follow_exactly(
     let mut got = Vec::new();
     let mut last = sub.start;
     let mut catching_up = sub.catch_up;
+    // As the edge does, a first read that finds nothing primes the hub.
+    let mut prime = sub.catch_up.then_some(sub.generation);
     let mut taken = 0u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -497,6 +525,11 @@ async fn follow_exactly(
             loop {
                 let h = b.read(&key("burst"), last, 256).await.unwrap();
                 assert_eq!(h.gap, None, "nothing was trimmed");
+                if let Some(generation) = prime.take() {
+                    if h.events.is_empty() && !h.full {
+                        b.prime(&key("burst"), last, generation);
+                    }
+                }
                 for e in &h.events {
                     got.push(h.cursor_of(e));
                     last = Some(h.cursor_of(e));

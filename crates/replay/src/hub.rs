@@ -7,6 +7,7 @@
 //! store after its own cursor instead of the hub buffering for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -73,6 +74,9 @@ pub struct Subscription {
     /// Whether events after `start` may have been appended before the node's own subscription to
     /// the channel was confirmed; the subscriber then reads history after `start` once.
     pub catch_up: bool,
+    /// The channel's live feed as of the join: a catch-up that finds nothing after `start`
+    /// passes it to [`Hub::prime`].
+    pub generation: u64,
 }
 
 struct Entry {
@@ -87,6 +91,9 @@ struct Head {
     last: Option<Cursor>,
     /// Whether `last` came from the live feed (so `rx` holds everything after it).
     primed: bool,
+    /// Which unbroken stretch of live delivery this is: a new value, unique in the hub, when
+    /// the entry is created and whenever delivery was interrupted.
+    generation: u64,
 }
 
 /// Each channel's broadcast ring at its largest, on every broker: how many events a subscriber
@@ -105,6 +112,8 @@ const RECHECK_CAPACITY: usize = 256;
 pub struct Hub {
     channels: RwLock<HashMap<ChannelKey, Entry>>,
     capacity: usize,
+    /// The last [`Head::generation`] handed out.
+    generations: AtomicU64,
     /// Orders to re-authorise the open streams of a target, from any process.
     rechecks: broadcast::Sender<Target>,
 }
@@ -116,6 +125,7 @@ impl Hub {
         Self {
             channels: RwLock::new(HashMap::new()),
             capacity,
+            generations: AtomicU64::new(0),
             rechecks: broadcast::channel(RECHECK_CAPACITY).0,
         }
     }
@@ -139,6 +149,10 @@ impl Hub {
 
     fn write(&self) -> RwLockWriteGuard<'_, HashMap<ChannelKey, Entry>> {
         self.channels.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Joins the channel if the hub already follows it.
@@ -166,6 +180,7 @@ impl Hub {
                 at: Mutex::new(Head {
                     last: head,
                     primed: exact,
+                    generation: self.next_generation(),
                 }),
             })
             .subscription()
@@ -184,10 +199,10 @@ impl Hub {
             let Some(entry) = channels.get(key) else {
                 return 0;
             };
-            *entry.head() = Head {
-                last: Some(event.cursor),
-                primed: true,
-            };
+            let mut head = entry.head();
+            head.last = Some(event.cursor);
+            head.primed = true;
+            drop(head);
             entry.tx.clone()
         };
         // Sent outside the lock: waking every subscriber is the slow part, and it must not hold
@@ -201,7 +216,7 @@ impl Hub {
             .read()
             .values()
             .map(|e| {
-                e.head().primed = false;
+                self.interrupted(e);
                 e.tx.clone()
             })
             .collect();
@@ -219,10 +234,40 @@ impl Hub {
             let Some(entry) = channels.get(key) else {
                 return false;
             };
-            entry.head().primed = false;
+            self.interrupted(entry);
             entry.tx.clone()
         };
         let _ = tx.send(Live::Resync);
+        true
+    }
+
+    /// Live delivery of `entry`'s channel was interrupted: nothing joined from now on may
+    /// trust it until it is primed again, and no catch-up begun before may prime it.
+    fn interrupted(&self, entry: &Entry) {
+        let mut head = entry.head();
+        head.primed = false;
+        head.generation = self.next_generation();
+    }
+
+    /// A subscriber that joined at `generation` with `start` read the channel's history after
+    /// `start` and found nothing. If delivery has been unbroken since (the same generation) and
+    /// no live event came (the head is still `start`), every event after `start` reaches the
+    /// hub live: later subscribers need not read history, the channel is primed. Answers
+    /// whether it was primed by this call.
+    ///
+    /// The read was made after the join, so after the node's subscription to the channel was
+    /// confirmed (entries exist only then): what it did not see was appended after it, and is
+    /// announced to the hub.
+    pub fn prime(&self, key: &ChannelKey, start: Option<Cursor>, generation: u64) -> bool {
+        let channels = self.read();
+        let Some(entry) = channels.get(key) else {
+            return false;
+        };
+        let mut head = entry.head();
+        if head.primed || head.generation != generation || head.last != start {
+            return false;
+        }
+        head.primed = true;
         true
     }
 
@@ -293,6 +338,7 @@ impl Entry {
             rx: self.tx.subscribe(),
             start: head.last,
             catch_up: !head.primed,
+            generation: head.generation,
         }
     }
 }
@@ -394,5 +440,51 @@ mod tests {
         drop((first, second));
         assert_eq!(hub.sweep(), vec![key()]);
         assert!(hub.join(&key()).is_none());
+    }
+
+    #[test]
+    fn a_catch_up_that_found_nothing_primes_the_channel_for_later_joiners() {
+        let hub = Hub::new(16);
+        let head = Some(event(3).cursor);
+        let first = hub.join_or_create(&key(), head, false);
+        assert!(first.catch_up);
+        assert!(hub.prime(&key(), first.start, first.generation));
+        let later = hub.join(&key()).unwrap();
+        assert!(!later.catch_up);
+        assert_eq!(later.start, head);
+        // Primed once: a second report changes nothing.
+        assert!(!hub.prime(&key(), first.start, first.generation));
+    }
+
+    #[test]
+    fn an_interruption_since_the_join_forbids_priming() {
+        let hub = Hub::new(16);
+        let first = hub.join_or_create(&key(), None, false);
+        hub.resync(&key());
+        // Its read may have missed what the interruption lost.
+        assert!(!hub.prime(&key(), first.start, first.generation));
+        assert!(hub.join(&key()).unwrap().catch_up);
+        let after = hub.join(&key()).unwrap();
+        hub.resync_all();
+        assert!(!hub.prime(&key(), after.start, after.generation));
+        assert!(hub.join(&key()).unwrap().catch_up);
+    }
+
+    #[test]
+    fn a_live_event_or_a_new_entry_since_the_join_forbids_priming_with_an_old_start() {
+        let hub = Hub::new(16);
+        let first = hub.join_or_create(&key(), None, false);
+        hub.publish(&key(), event(1));
+        // Primed by the event itself; the report of a read that started at None is ignored.
+        assert!(!hub.prime(&key(), first.start, first.generation));
+        assert_eq!(hub.join(&key()).unwrap().start, Some(event(1).cursor));
+        // A channel closed and followed again is a new entry: an old joiner cannot prime it.
+        hub.close(&Target::Tenant(key().tenant.clone()));
+        let again = hub.join_or_create(&key(), None, false);
+        assert!(again.catch_up);
+        assert_ne!(again.generation, first.generation);
+        assert!(!hub.prime(&key(), first.start, first.generation));
+        assert!(hub.join(&key()).unwrap().catch_up);
+        drop((first, again));
     }
 }

@@ -328,6 +328,10 @@ pub trait Broker: Presence {
     /// guaranteed to reach the returned subscription.
     async fn subscribe(&self, channel: &ChannelKey) -> Result<Subscription, BrokerError>;
 
+    /// A subscription's catch-up found nothing after its `start`: see [`hub::Hub::prime`].
+    /// Subscribers that join after it need not read history, until delivery is interrupted.
+    fn prime(&self, channel: &ChannelKey, start: Option<Cursor>, generation: u64);
+
     /// Whether the broker is reachable (for readiness checks).
     async fn ping(&self) -> Result<(), BrokerError>;
 

@@ -561,6 +561,10 @@ impl Broker for InProcessBroker {
         Ok(self.hub.join_or_create(key, head, true))
     }
 
+    fn prime(&self, channel: &ChannelKey, start: Option<Cursor>, generation: u64) {
+        self.hub.prime(channel, start, generation);
+    }
+
     async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
     }

@@ -463,6 +463,10 @@ impl Broker for RedisBroker {
             .map_err(|_| unavailable("pub/sub connection is down"))
     }
 
+    fn prime(&self, channel: &ChannelKey, start: Option<Cursor>, generation: u64) {
+        self.shared.hub.prime(channel, start, generation);
+    }
+
     async fn ping(&self) -> Result<(), BrokerError> {
         redis::cmd("PING")
             .query_async::<()>(&mut self.con.clone())
