@@ -35,6 +35,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -83,6 +84,10 @@ pub struct Lane {
     pub last: Option<Cursor>,
     /// Whether history must be read after `last` before live events can be trusted again.
     pub catching_up: bool,
+    /// The hub's generation when the lane joined it at the channel's head, catching up: if
+    /// that first read finds nothing, the hub is told ([`Broker::prime`]), and later
+    /// subscribers of the channel skip the read.
+    pub prime: Option<NonZeroU64>,
 }
 
 impl Lane {
@@ -586,9 +591,18 @@ impl Feed {
 
     /// Takes in a history page of lane `i`.
     fn read(&mut self, i: usize, history: Result<History, BrokerError>) {
+        let prime = match &history {
+            Ok(_) => self.lanes[i].prime.take(),
+            Err(_) => None,
+        };
         let key = &self.lanes[i].key;
         match history {
             Ok(history) => {
+                let nothing_after = history.events.is_empty() && history.gap.is_none();
+                if let Some(generation) = prime.filter(|_| nothing_after && !history.full) {
+                    let start = self.lanes[i].last;
+                    self.state.broker.prime(key, start, generation.get());
+                }
                 if let Some(gap) = history.gap {
                     self.chunk.push(gap_frame(&key.channel, gap));
                     self.chunk.events += 1;
@@ -704,6 +718,7 @@ mod tests {
             hash: 0,
             last: Some(at(last)),
             catching_up,
+            prime: None,
         }
     }
 

@@ -33,6 +33,7 @@ use axum::extract::ConnectInfo;
 use axum::Extension;
 use herald_store::Visibility;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU64;
 
 /// Channels one connection may name at all; the tenant's plan sets the real bound.
 pub const MAX_CHANNELS: usize = 256;
@@ -209,18 +210,26 @@ async fn open(
         let key = ChannelKey::new(tenant.clone(), channel);
         let sub = state.broker.subscribe(&key).await?;
         let hash = channel_hash(&key.channel);
-        // Where this channel resumes: (last sent, whether to read history after it first).
+        // Where this channel resumes: (last sent, whether to read history after it first,
+        // whether the client's cursor was unreadable). A lane that joins at the channel's head
+        // and must catch up may prime the hub with that first read.
+        let at_head = (sub.start, sub.catch_up, false);
         let (last, catching_up, unreadable) = match (&resume, &multi_cursor) {
-            (None, _) => (sub.start, sub.catch_up, false),
+            (None, _) => at_head,
             (Some(text), None) => match Cursor::parse(text) {
                 Ok(c) => (Some(c), true, false),
                 Err(_) => (None, true, true),
             },
             (Some(_), Some(None)) => (None, true, true),
             (Some(_), Some(Some(m))) => match m.get(hash) {
-                None => (sub.start, sub.catch_up, false),
+                None => at_head,
                 Some(position) => (position, true, false),
             },
+        };
+        let prime = if last == sub.start && sub.catch_up {
+            NonZeroU64::new(sub.generation)
+        } else {
+            None
         };
         if unreadable {
             first.push((gap_frame(&key.channel, Gap::InvalidCursor), true));
@@ -230,6 +239,7 @@ async fn open(
             hash,
             last,
             catching_up,
+            prime,
         });
         receivers.push(sub.rx);
     }
