@@ -42,9 +42,10 @@ impl EventData {
         Self(serde_json::Value::from(text).to_string().into())
     }
 
-    /// Data read back from a store, trusted to be the compact JSON this type wrote.
-    pub fn from_stored(json: String) -> Result<Self, InvalidData> {
-        serde_json::from_str::<&RawValue>(&json).map_err(|_| InvalidData)?;
+    /// Data read back from a store, trusted to be the compact JSON this type wrote (and checked
+    /// to be JSON): copied once, straight from the reply it was read from.
+    pub fn from_stored(json: &str) -> Result<Self, InvalidData> {
+        serde_json::from_str::<&RawValue>(json).map_err(|_| InvalidData)?;
         Ok(Self(json.into()))
     }
 

@@ -195,10 +195,7 @@ impl RedisBroker {
         } else {
             parse_epoch(&epoch)?
         };
-        let events = entries
-            .into_iter()
-            .map(parse_entry)
-            .collect::<Result<_, _>>()?;
+        let events = entries.iter().map(parse_entry).collect::<Result<_, _>>()?;
         Ok(History {
             epoch,
             gap,

@@ -14,24 +14,61 @@ pub(super) fn parse_id(s: &str) -> Result<Position, BrokerError> {
 }
 
 /// One XRANGE entry: `[id, [field, value, ...]]` with fields `e` (type) and `d` (data JSON).
-pub(super) fn parse_entry(v: Value) -> Result<StoredEvent, BrokerError> {
+/// Read in place: a resume's page passes every entry here, so nothing is copied out of the
+/// reply but the event's type and data, once each.
+pub(super) fn parse_entry(v: &Value) -> Result<StoredEvent, BrokerError> {
     let bad = || BrokerError::Protocol("malformed stream entry".into());
-    let Value::Array(mut parts) = v else {
+    let Value::Array(parts) = v else {
         return Err(bad());
     };
-    if parts.len() != 2 {
+    let [id, fields] = parts.as_slice() else {
         return Err(bad());
+    };
+    let position = parse_id(text(id).ok_or_else(bad)?)?;
+    let (mut event_type, mut data) = (None, None);
+    // A field read twice keeps its last value; fields of later versions are skipped.
+    let mut take = |name: &Value, value: &Value| -> Option<()> {
+        match bytes(name)? {
+            b"e" => event_type = Some(EventType::parse_any(text(value)?).ok()?),
+            b"d" => data = Some(EventData::from_stored(text(value)?).ok()?),
+            _ => {}
+        }
+        Some(())
+    };
+    match fields {
+        Value::Array(flat) if flat.len() % 2 == 0 => {
+            for pair in flat.chunks_exact(2) {
+                take(&pair[0], &pair[1]).ok_or_else(bad)?;
+            }
+        }
+        Value::Map(pairs) => {
+            for (name, value) in pairs {
+                take(name, value).ok_or_else(bad)?;
+            }
+        }
+        _ => return Err(bad()),
     }
-    let fields = parts.pop().ok_or_else(bad)?;
-    let id: String = redis::from_redis_value(parts.pop().ok_or_else(bad)?).map_err(|_| bad())?;
-    let fields: HashMap<String, String> = redis::from_redis_value(fields).map_err(|_| bad())?;
-    let event_type = EventType::parse_any(fields.get("e").ok_or_else(bad)?).map_err(|_| bad())?;
-    let data =
-        EventData::from_stored(fields.get("d").ok_or_else(bad)?.clone()).map_err(|_| bad())?;
     Ok(StoredEvent {
-        position: parse_id(&id)?,
-        event: Event { event_type, data },
+        position,
+        event: Event {
+            event_type: event_type.ok_or_else(bad)?,
+            data: data.ok_or_else(bad)?,
+        },
     })
+}
+
+/// The bytes of a string reply.
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// The text of a string reply.
+fn text(v: &Value) -> Option<&str> {
+    std::str::from_utf8(bytes(v)?).ok()
 }
 
 /// An announcement: `epoch \n id \n type \n data`, where the type line of a traced publish
@@ -48,7 +85,7 @@ pub(super) fn parse_announcement(payload: &[u8]) -> Option<(Cursor, Event, Optio
         None => (head, None),
     };
     let event_type = EventType::parse_any(event_type).ok()?;
-    let data = EventData::from_stored(parts.next()?.to_owned()).ok()?;
+    let data = EventData::from_stored(parts.next()?).ok()?;
     Some((
         Cursor::new(epoch, position),
         Event { event_type, data },
@@ -61,6 +98,63 @@ mod tests {
     use super::*;
 
     const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn stream_entries_read_as_arrays_or_maps_and_skip_unknown_fields() {
+        let flat = Value::Array(vec![
+            bulk("1700000000000-3"),
+            Value::Array(vec![
+                bulk("e"),
+                bulk("order.created"),
+                bulk("x"),
+                bulk("later"),
+                bulk("d"),
+                bulk("{\"a\":1}"),
+            ]),
+        ]);
+        let entry = parse_entry(&flat).unwrap();
+        assert_eq!(entry.position, Position::new(1_700_000_000_000, 3));
+        assert_eq!(entry.event.event_type.as_str(), "order.created");
+        assert_eq!(entry.event.data.as_json(), "{\"a\":1}");
+        let map = Value::Array(vec![
+            bulk("1700000000000-4"),
+            Value::Map(vec![(bulk("d"), bulk("2")), (bulk("e"), bulk("message"))]),
+        ]);
+        assert_eq!(parse_entry(&map).unwrap().event.data.as_json(), "2");
+    }
+
+    #[test]
+    fn malformed_stream_entries_are_protocol_errors() {
+        let entry =
+            |fields: Vec<Value>| Value::Array(vec![bulk("1700000000000-3"), Value::Array(fields)]);
+        for bad in [
+            entry(vec![bulk("e"), bulk("message")]),
+            entry(vec![bulk("d"), bulk("1")]),
+            entry(vec![bulk("e"), bulk("message"), bulk("d")]),
+            entry(vec![bulk("e"), bulk("message"), bulk("d"), bulk("{")]),
+            entry(vec![
+                bulk("e"),
+                bulk("message"),
+                bulk("d"),
+                Value::BulkString(vec![0xff]),
+            ]),
+            Value::Array(vec![
+                bulk("not-an-id"),
+                Value::Array(vec![bulk("e"), bulk("message"), bulk("d"), bulk("1")]),
+            ]),
+            Value::Array(vec![bulk("1700000000000-3")]),
+            Value::Nil,
+        ] {
+            assert!(
+                matches!(parse_entry(&bad), Err(BrokerError::Protocol(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn announcements_of_earlier_versions_still_read() {
