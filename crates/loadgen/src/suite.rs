@@ -327,7 +327,7 @@ async fn measure(server: &Server, smoke: bool) -> Result<Figures> {
         let mut runs = Vec::new();
         let mut best = None;
         for rate in [
-            50.0, 100.0, 200.0, 400.0, 800.0, 1200.0, 1600.0, 2000.0, 2400.0, 3200.0,
+            50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1200.0, 1600.0, 2000.0, 2400.0, 3200.0,
         ] {
             let v = attempt(
                 server,
