@@ -38,7 +38,7 @@ fn check(event: &Event, raw: &str) {
         serde_json::from_str(event.data.as_json()).expect("stored JSON");
     assert_eq!(stored, published, "the data is the published value");
     assert_eq!(
-        EventData::from_stored(event.data.as_json().to_owned()).as_ref(),
+        EventData::from_stored(event.data.as_json()).as_ref(),
         Ok(&event.data),
         "what is stored reads back"
     );

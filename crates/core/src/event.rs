@@ -93,7 +93,7 @@ mod tests {
     fn raw_json_is_compacted() {
         let raw: Box<RawValue> = serde_json::from_str("{ \"a\" :  1 }").unwrap();
         assert_eq!(EventData::from_raw(&raw).unwrap().as_json(), r#"{"a":1}"#);
-        assert!(EventData::from_stored("{".into()).is_err());
+        assert!(EventData::from_stored("{").is_err());
     }
 
     /// Found by the `publish_body` fuzz target: a number with more digits than a double holds
