@@ -94,7 +94,7 @@ where
             };
         }
         CorsFuture::Route {
-            uri: Some(request.uri().clone()),
+            uri: request.uri().clone(),
             inner: self.inner.call(request),
             origin,
             state: self.state.clone(),
@@ -110,7 +110,7 @@ pin_project_lite::pin_project! {
         Route {
             #[pin]
             inner: F,
-            uri: Option<Uri>,
+            uri: Uri,
             origin: Option<HeaderValue>,
             state: EdgeState,
         },
@@ -133,17 +133,21 @@ where
                 origin,
                 state,
             } => {
-                let Ok(response) = ready!(inner.poll(cx));
-                let uri = uri.take().expect("`CorsFuture` polled after completion");
-                (response, uri, origin.take(), state.clone())
+                let Ok(mut response) = ready!(inner.poll(cx));
+                let origin = origin.take();
+                // The handler named its tenant: decided here, nothing cloned for a lookup.
+                if let Some(AnsweredFor(tenant)) = response.extensions_mut().remove::<AnsweredFor>()
+                {
+                    decorate(
+                        response.headers_mut(),
+                        allow_for(Some(&tenant), origin.as_ref()),
+                    );
+                    return Poll::Ready(Ok(response));
+                }
+                (response, std::mem::take(uri), origin, state.clone())
             }
             Projected::Deciding { deciding } => return deciding.as_mut().poll(cx).map(Ok),
         };
-        if let Some(AnsweredFor(tenant)) = response.extensions_mut().remove::<AnsweredFor>() {
-            let allow = allow_for(Some(&tenant), origin.as_ref());
-            decorate(response.headers_mut(), allow);
-            return Poll::Ready(Ok(response));
-        }
         self.set(CorsFuture::Deciding {
             deciding: Box::pin(async move {
                 let allow = allow_origin(&state, &uri, origin.as_ref()).await;
